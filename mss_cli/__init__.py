@@ -1,0 +1,39 @@
+"""mss: few-shot music source separation (Wang et al., ICASSP 2022) as a command-line tool.
+
+Everything the CLI does is available here; names are imported lazily so that ``import mss_cli``
+(and ``mss --help``) stays fast and does not import torch::
+
+    from mss_cli import load_model, condition, separate_file, Outputs, SeparationOptions
+    model = load_model()
+    cond = condition(model, ["guitar1.wav", "guitar2.wav"], negatives=["vocals.wav"])
+    separate_file(model, cond.vector, "song.wav",
+                  Outputs({"target": ("guitar", "guitar.wav")}), SeparationOptions())
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_model": "mss_cli.weights",
+    "shipped_weights": "mss_cli.weights",
+    "condition": "mss_cli.conditioning",
+    "load_profile": "mss_cli.conditioning",
+    "save_profile": "mss_cli.conditioning",
+    "separate_file": "mss_cli.separate",
+    "Outputs": "mss_cli.separate",
+    "SeparationOptions": "mss_cli.separate",
+    "pick_device": "mss_cli.device",
+    "MssError": "mss_cli.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'mss_cli' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from mss_cli.cli import main
+
+main()

@@ -1,0 +1,277 @@
+"""Audio I/O in blocks: decode (soundfile, or ffmpeg for other containers), resample (soxr), encode.
+
+Nothing here holds a whole track in memory: inputs are read block by block (stdin and ffmpeg
+containers are first spooled to a temporary file), and outputs are written block by block to a
+temporary name that is renamed only when the file is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import soundfile as sf
+
+from mss_cli.errors import MssError
+
+SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".w64", ".rf64", ".opus", ".caf"}
+FFMPEG_EXTENSIONS = {".m4a", ".aac", ".mp4", ".webm", ".mka", ".wma", ".ac3", ".alac", ".mov", ".mkv", ".ape", ".wv"}
+AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
+
+# format name -> (soundfile format, file extension, subtypes by --bit-depth; None: no bit depth)
+FORMATS: dict[str, tuple[str, str, dict[str, str] | None]] = {
+    "wav": ("WAV", "wav", {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}),
+    "flac": ("FLAC", "flac", {"16": "PCM_16", "24": "PCM_24"}),
+    "mp3": ("MP3", "mp3", None),
+    "ogg": ("OGG", "ogg", None),
+}
+BLOCK = 65536
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    channels: int
+    frames: int
+    subtype: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def ffmpeg_binary() -> str | None:
+    """ffmpeg as pydub finds it (PATH, or pydub's configured converter)."""
+    from pydub.utils import which
+
+    return which("ffmpeg")
+
+
+class AudioReader:
+    """A decoded audio file read in float32 blocks of shape (frames, channels)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.source = str(path)
+        self._tmp: Path | None = None
+        path = Path(path)
+        if not path.exists():
+            raise MssError(f"{path}: file not found")
+        if path.is_dir():
+            raise MssError(f"{path}: is a folder, not an audio file")
+        if not os.access(path, os.R_OK):
+            raise MssError(f"{path}: permission denied")
+        try:
+            self._file = sf.SoundFile(str(path))
+        except (sf.LibsndfileError, RuntimeError, TypeError):
+            self._file = self._via_ffmpeg(path)
+        self.info = AudioInfo(self._file.samplerate, self._file.channels, self._file.frames, self._file.subtype)
+        if self.info.frames == 0:
+            self.close()
+            raise MssError(f"{path}: empty audio (0 samples)")
+
+    def _via_ffmpeg(self, path: Path) -> sf.SoundFile:
+        """Decode a container soundfile cannot read into a temporary float WAV (bounded memory)."""
+        ffmpeg = ffmpeg_binary()
+        if ffmpeg is None:
+            hint = "install ffmpeg to read this format" if path.suffix.lower() in FFMPEG_EXTENSIONS else "not a readable audio file"
+            raise MssError(f"{path}: cannot decode ({hint}; ffmpeg not found)")
+        fd, tmp = tempfile.mkstemp(suffix=".wav", prefix="mss-decode-")
+        os.close(fd)
+        self._tmp = Path(tmp)
+        proc = subprocess.run(
+            [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn", "-c:a", "pcm_f32le", "-rf64", "auto", tmp],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0:
+            self._cleanup()
+            reason = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
+            raise MssError(f"{path}: cannot decode audio ({reason})")
+        try:
+            return sf.SoundFile(tmp)
+        except (sf.LibsndfileError, RuntimeError):
+            self._cleanup()
+            raise MssError(f"{path}: cannot decode audio (no audio stream)") from None
+
+    def blocks(self, size: int = BLOCK) -> Iterator[np.ndarray]:
+        self._file.seek(0)
+        while True:
+            data = self._file.read(size, dtype="float32", always_2d=True)
+            if data.shape[0] == 0:
+                return
+            yield data
+
+    def _cleanup(self) -> None:
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+    def close(self) -> None:
+        self._file.close()
+        self._cleanup()
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def spooled_stdin(stream: BinaryIO | None = None) -> Iterator[Path]:
+    """Copy stdin to a temporary file so it can be decoded like any file (and sought)."""
+    stream = stream or sys.stdin.buffer
+    fd, tmp = tempfile.mkstemp(prefix="mss-stdin-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            shutil.copyfileobj(stream, fh, BLOCK * 4)
+        if os.path.getsize(tmp) == 0:
+            raise MssError("-: empty standard input")
+        yield Path(tmp)
+    finally:
+        os.unlink(tmp)
+
+
+class Resampler:
+    """Streaming soxr resampler that returns exactly round(n * out/in) frames in total."""
+
+    def __init__(self, in_rate: int, out_rate: int, channels: int) -> None:
+        import soxr
+
+        self.identity = in_rate == out_rate
+        self.ratio = out_rate / in_rate
+        self.stream = None if self.identity else soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ")
+        self.consumed = 0
+        self.produced = 0
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.identity:
+            return block
+        self.consumed += block.shape[0]
+        out = self.stream.resample_chunk(np.ascontiguousarray(block, dtype=np.float32), last=last)
+        if last:
+            expected = int(round(self.consumed * self.ratio)) - self.produced
+            out = out[:expected] if out.shape[0] >= expected else np.pad(out, ((0, expected - out.shape[0]), (0, 0)))
+        self.produced += out.shape[0]
+        return out
+
+
+def resolve_subtype(fmt: str, bit_depth: str | None, input_subtype: str) -> str | None:
+    """The encoder subtype: the requested bit depth, else the input's (16-bit where that is unknown)."""
+    table = FORMATS[fmt][2]
+    if table is None:
+        if bit_depth:
+            raise MssError(f"--bit-depth does not apply to {fmt} (a compressed format)")
+        return None
+    if bit_depth:
+        if bit_depth not in table:
+            raise MssError(f"--bit-depth {bit_depth} is not available for {fmt} (choose {', '.join(table)})")
+        return table[bit_depth]
+    return input_subtype if input_subtype in table.values() else table["16"]
+
+
+class AtomicWriter:
+    """Writes audio to a hidden temporary file beside the destination; ``commit`` renames it.
+
+    An exception (or Ctrl-C) before ``commit`` removes the temporary file, so no partial output is
+    ever left under the final name.
+    """
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str | None,
+                 overwrite: bool) -> None:
+        self.path = path
+        if path.exists() and not overwrite:
+            raise MssError(f"{path}: output exists (use --overwrite to replace it)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MssError(f"{path.parent}: cannot create output folder ({exc.strerror})") from None
+        if not os.access(path.parent, os.W_OK):
+            raise MssError(f"{path.parent}: output folder is not writable")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.clipped = 0
+        self.peak = 0.0
+        self._float = subtype == "FLOAT"
+        try:
+            self._file = sf.SoundFile(tmp, "w", sample_rate, channels, subtype=subtype, format=FORMATS[fmt][0])
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise MssError(f"{path}: cannot write {fmt} ({exc})") from None
+
+    def write(self, block: np.ndarray) -> None:
+        peak = float(np.abs(block).max()) if block.size else 0.0
+        self.peak = max(self.peak, peak)
+        if not self._float and peak > 1.0:
+            self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+            block = np.clip(block, -1.0, 1.0)
+        self._file.write(block)
+
+    def commit(self) -> None:
+        self._file.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class WavStreamWriter:
+    """WAV to a non-seekable stream (stdout): the length is known up front, so the header is exact."""
+
+    def __init__(self, stream: BinaryIO, sample_rate: int, channels: int, frames: int, subtype: str) -> None:
+        self.stream = stream
+        self.subtype = subtype
+        bits, fmt_tag = {"PCM_16": (16, 1), "PCM_24": (24, 1), "FLOAT": (32, 3)}.get(subtype, (16, 1))
+        self.bits = bits
+        block_align = channels * bits // 8
+        data_size = frames * block_align
+        header = b"RIFF" + struct.pack("<I", 36 + data_size) + b"WAVE"
+        header += b"fmt " + struct.pack("<IHHIIHH", 16, fmt_tag, channels, sample_rate, sample_rate * block_align, block_align, bits)
+        header += b"data" + struct.pack("<I", data_size)
+        self.stream.write(header)
+        self.clipped = 0
+        self.peak = 0.0
+
+    def write(self, block: np.ndarray) -> None:
+        self.peak = max(self.peak, float(np.abs(block).max()) if block.size else 0.0)
+        if self.bits == 32:
+            self.stream.write(block.astype("<f4").tobytes())
+            return
+        self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
+        scale = 2 ** (self.bits - 1)
+        ints = np.clip(np.round(block * scale), -scale, scale - 1).astype("<i4")
+        if self.bits == 16:
+            self.stream.write(ints.astype("<i2").tobytes())
+        else:
+            self.stream.write(ints.view(np.uint8).reshape(-1, 4)[:, :3].tobytes())
+
+    def commit(self) -> None:
+        self.stream.flush()
+
+    def abort(self) -> None:
+        self.stream.flush()
+
+
+def read_mono(path: str | Path, sample_rate: int) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at ``sample_rate`` (used for example clips, which are embedded in mono)."""
+    with AudioReader(path) as reader:
+        resample = Resampler(reader.info.sample_rate, sample_rate, 1)
+        for block in reader.blocks():
+            yield resample(block.mean(axis=1, keepdims=True))[:, 0]
+        yield resample(np.zeros((0, 1), np.float32), last=True)[:, 0]
+
+
+def is_audio_file(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS

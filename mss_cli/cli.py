@@ -1,0 +1,429 @@
+"""The ``mss`` command: a thin Typer layer over the library (nothing here that Python users lack).
+
+Heavy modules (torch, the model) are imported inside commands so ``mss --help`` starts fast.
+Errors: every failure is one line on stderr, ``mss: error: ...``; exit 0 all done, 1 some input
+failed, 2 usage errors (options, example clips, profiles, weights), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mss_cli import __version__
+from mss_cli.errors import MssError, UsageError
+
+app = typer.Typer(
+    name="mss", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Few-shot music source separation: pull one instrument out of a recording, given a few example clips of it.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="Training data: render multitrack stems with FluidSynth.")
+app.add_typer(data_app, name="data")
+
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+EXAMPLE_OPTIONS = ("--like", "--not")
+
+
+class Format(str, Enum):
+    wav = "wav"
+    flac = "flac"
+    mp3 = "mp3"
+    ogg = "ogg"
+
+
+class BitDepth(str, Enum):
+    b16 = "16"
+    b24 = "24"
+    b32f = "32f"
+
+
+def say(message: str) -> None:
+    """Status on stderr (stdout carries only results)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def error(message: str) -> None:
+    say(f"mss: error: {message}")
+
+
+def profiles_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("mss", appauthor=False)) / "profiles"
+
+
+def profile_path(value: str) -> Path:
+    """A bare NAME lives in the user data folder; anything with a slash or suffix is a path."""
+    if "/" in value or value.endswith(".safetensors"):
+        return Path(value)
+    if not PROFILE_NAME.match(value):
+        raise UsageError(f"profile name {value!r}: use letters, digits, '_', '-' and '.'")
+    return profiles_dir() / f"{value}.safetensors"
+
+
+def load_model_for(weights: Optional[Path], device: str):
+    from mss_cli.device import pick_device
+    from mss_cli.weights import load_model
+
+    resolved = pick_device(device)
+    try:
+        return load_model(weights, resolved)
+    except MssError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_examples(like: list[str], not_: list[str], profile: Optional[str]) -> tuple[list[str], list[str]]:
+    """Validate the example options (before the model loads: usage errors should be instant)."""
+    from mss_cli.inputs import expand_examples
+
+    if profile and like:
+        raise UsageError("give either --like or --profile, not both")
+    if profile:
+        if not_:
+            raise UsageError("--not cannot be combined with --profile (the profile already holds its negatives)")
+        if not profile_path(profile).is_file():
+            raise UsageError(f"{profile_path(profile)}: profile not found")
+        return [], []
+    if not like:
+        raise UsageError("no examples: give --like FILE... (clips of the instrument to keep) or --profile NAME")
+    return expand_examples(like, "--like"), expand_examples(not_, "--not") if not_ else []
+
+
+def conditioning_for(model, positives: list[str], negatives: list[str], profile: Optional[str]):
+    from mss_cli.conditioning import condition, load_profile
+
+    if profile:
+        return load_profile(profile_path(profile), model)
+    return condition(model, positives, negatives)
+
+
+@app.command()
+def separate(
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Audio files, folders (searched recursively), globs, or - for stdin."),
+    like: list[str] = typer.Option([], "--like", "-l", help="Example clips of the instrument to keep (files or globs; takes every name up to the next option)."),
+    not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what NOT to keep (optional)."),
+    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A saved conditioning (mss embed): a name or a .safetensors path."),
+    out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - to write the target as WAV to stdout."),
+    filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output name template: {track} {stem} {ext} {parent}."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name of the target stem (default: target; the residual becomes no_NAME)."),
+    no_residual: bool = typer.Option(False, "--no-residual", help="Do not write the residual (mixture minus target)."),
+    fmt: Format = typer.Option(Format.wav, "--format", "-f", help="Output format."),
+    bit_depth: Optional[BitDepth] = typer.Option(None, "--bit-depth", help="16, 24 or 32f (wav/flac; default: as the input)."),
+    device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
+    chunk: float = typer.Option(10.0, "--chunk", min=1.0, max=600.0, help="Chunk length in seconds."),
+    overlap: float = typer.Option(0.25, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, max=256, help="Chunks per forward pass (useful on a GPU)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=64, help="Files processed in parallel."),
+    shard_spec: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per written file on stdout."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Model file (default: the shipped model)."),
+) -> None:
+    """Separate the instrument shown by --like from each INPUT (and write the rest as the residual)."""
+    from mss_cli.inputs import STDIN, Naming, check_template, expand_inputs, parse_shard, shard
+
+    files = shard(expand_inputs(inputs), parse_shard(shard_spec))
+    to_stdout = out == "-"
+    if to_stdout and len(files) != 1:
+        raise UsageError("-o - writes one stream: give exactly one input")
+    if to_stdout and fmt != Format.wav:
+        raise UsageError("-o - writes WAV only")
+    if files.count(STDIN) > 1:
+        raise UsageError("- (stdin) can be given only once")
+    check_template(filename)
+    from mss_cli.audio import FORMATS, resolve_subtype
+
+    if bit_depth:  # validate before loading anything: a bad combination is a usage error
+        resolve_subtype(fmt.value, bit_depth.value, "")
+    target_name = name or "target"
+    residual_name = f"no_{name}" if name else "residual"
+    if name and not re.match(r"^[\w.-]+$", name):
+        raise UsageError(f"--name {name!r}: use letters, digits, '_', '-' and '.'")
+    positives, negatives = check_examples(like, not_, profile)
+    if not files:
+        if not quiet:
+            say("mss: nothing to do (no audio files in this shard)")
+        return
+
+    model = load_model_for(weights, device)
+    started = time.time()
+    cond = conditioning_for(model, positives, negatives, profile)
+    if not quiet and not as_json:
+        say(f"mss: {len(cond.positives)} example(s)" + (f", {len(cond.negatives)} negative(s)" if cond.negatives else "")
+            + f" embedded in {time.time() - started:.1f} s on {next(model.parameters()).device}")
+
+    from mss_cli.separate import Outputs, SeparationOptions, separate_file
+
+    options = SeparationOptions(chunk, overlap, batch_size, fmt.value, bit_depth.value if bit_depth else None, overwrite)
+    naming = Naming(Path(out), filename, FORMATS[fmt.value][1])
+    plans: list[tuple[str, Outputs | None, str | None]] = []
+    claimed: dict[Path, str] = {}
+    for f in files:
+        if to_stdout:
+            plans.append((f, Outputs({"target": (target_name, "-")}), None))
+            continue
+        roles = {"target": target_name} if no_residual else {"target": target_name, "residual": residual_name}
+        paths = {role: (stem, naming.path(f, stem)) for role, stem in roles.items()}
+        clash = next((claimed[p.resolve()] for _, p in paths.values() if p.resolve() in claimed), None)
+        if clash:
+            plans.append((f, None, f"{f}: its output name collides with that of {clash} (add {{parent}} to --filename)"))
+            continue
+        for _, p in paths.values():
+            claimed[p.resolve()] = f
+        plans.append((f, Outputs(paths), None))
+
+    failures = run_all(model, cond.vector, plans, options, jobs, quiet, as_json)
+    if not quiet and not as_json:
+        done = len(plans) - len(failures)
+        say(f"mss: {done} of {len(plans)} file(s) separated in {time.time() - started:.1f} s")
+    if failures:
+        say(f"mss: {len(failures)} input(s) failed:")
+        for message in failures:
+            say(f"  {message}")
+        raise typer.Exit(1)
+
+
+def run_all(model, vector, plans, options, jobs: int, quiet: bool, as_json: bool) -> list[str]:
+    """Separate every planned file (in parallel threads with --jobs), reporting as files finish."""
+    from mss_cli.audio import spooled_stdin
+    from mss_cli.inputs import STDIN
+    from mss_cli.progress import make_progress
+    from mss_cli.separate import separate_file
+
+    failures: list[str] = []
+    progress = make_progress(enabled=not quiet and sys.stderr.isatty(), total_files=len(plans))
+
+    def one(plan) -> None:
+        source, outputs, problem = plan
+        if problem:
+            error(problem)
+            failures.append(problem)
+            return
+        task = progress.file_task(source)
+        try:
+            if source == STDIN:
+                with spooled_stdin() as tmp:
+                    written = separate_file(model, vector, tmp, outputs, options, label="-",
+                                            on_chunk=task.advance, on_start=task.start)
+            else:
+                written = separate_file(model, vector, source, outputs, options, on_chunk=task.advance, on_start=task.start)
+        except MssError as exc:
+            error(str(exc))
+            failures.append(str(exc))
+            return
+        except Exception as exc:  # a bug must not stop the other files, nor print a traceback
+            if os.environ.get("MSS_DEBUG"):
+                raise
+            message = f"{source}: internal error ({type(exc).__name__}: {exc}); MSS_DEBUG=1 shows the traceback"
+            error(message)
+            failures.append(message)
+            return
+        finally:
+            task.finish()
+        for w in written:
+            if w.clipped_samples:
+                error(f"{w.path}: {w.clipped_samples} samples clipped (use --bit-depth 32f to keep them)")
+            if as_json:
+                print(json.dumps(asdict(w)), flush=True)
+
+    with progress:
+        if jobs == 1:
+            for plan in plans:
+                one(plan)
+        else:
+            with ThreadPoolExecutor(jobs) as pool:
+                list(pool.map(one, plans))
+    return failures
+
+
+@app.command()
+def embed(
+    like: list[str] = typer.Option(..., "--like", "-l", help="Example clips of the instrument to keep."),
+    not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what not to keep."),
+    out: str = typer.Option(..., "--out", "-o", help="Profile NAME (stored in the user data folder) or a .safetensors path."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing profile."),
+    device: str = typer.Option("auto", "--device", "-d"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Model file (default: the shipped model)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Embed example clips once and save the conditioning as a reusable profile (--profile)."""
+    from mss_cli.conditioning import save_profile
+
+    path = profile_path(out)
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path}: profile exists (use --overwrite to replace it)")
+    positives, negatives = check_examples(like, not_, None)
+    model = load_model_for(weights, device)
+    cond = conditioning_for(model, positives, negatives, None)
+    save_profile(cond, path, overwrite)
+    if not quiet:
+        say(f"mss: profile saved: {path} ({len(cond.positives)} positive, {len(cond.negatives)} negative, model {cond.model_id})")
+
+
+@app.command()
+def profiles(as_json: bool = typer.Option(False, "--json", help="One JSON object per profile.")) -> None:
+    """List the profiles stored in the user data folder."""
+    from mss_cli.conditioning import profile_metadata
+
+    folder = profiles_dir()
+    found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    for path in found:
+        try:
+            meta = profile_metadata(path)
+        except MssError as exc:
+            error(str(exc))
+            continue
+        row = {"name": path.stem, "path": str(path), "model_id": meta["model_id"], "created": meta.get("created", ""),
+               "positives": json.loads(meta.get("positives", "[]")), "negatives": json.loads(meta.get("negatives", "[]"))}
+        if as_json:
+            print(json.dumps(row))
+        else:
+            print(f"{row['name']}\t{row['model_id']}\t{row['created']}\t{len(row['positives'])}+/{len(row['negatives'])}-")
+    if not found and not as_json:
+        say(f"mss: no profiles in {folder}")
+
+
+@app.command()
+def info(
+    as_json: bool = typer.Option(False, "--json"),
+    weights: Optional[Path] = typer.Option(None, "--weights"),
+) -> None:
+    """Version, compute device, weights file (path, checksum) and model configuration."""
+    import torch
+
+    from mss_cli.device import pick_device
+    from mss_cli.weights import checksum, load_model, read_metadata, shipped_weights
+
+    path = weights or shipped_weights()
+    try:
+        meta = read_metadata(path)
+        model = load_model(path)
+    except MssError as exc:
+        raise UsageError(str(exc)) from None
+    details = {
+        "version": __version__, "torch": torch.__version__, "device": pick_device("auto"),
+        "cuda_devices": torch.cuda.device_count(), "weights": str(path), "sha256": checksum(path),
+        "model_id": model.model_id, "parameters": sum(p.numel() for p in model.parameters()),
+        "config": model.config.to_dict(),
+        "training": {k: json.loads(v) for k, v in meta.items() if k in ("steps", "train_hours", "batch", "seed")},
+        "profiles": str(profiles_dir()),
+    }
+    if as_json:
+        print(json.dumps(details))
+        return
+    for key, value in details.items():
+        print(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+@data_app.command("build")
+def data_build(
+    out: Optional[Path] = typer.Option(None, "--out", help="Dataset folder (default: the user cache folder)."),
+    generated: int = typer.Option(320, "--generated", min=0, help="Generated pop/rock/jazz/electronic arrangements."),
+    corpus: int = typer.Option(0, "--corpus", min=0, help="music21 corpus works (Bach chorales first)."),
+    timbre: int = typer.Option(30, "--timbre", min=0, help="Validation works re-rendered with the reserved soundfonts."),
+    seed: int = typer.Option(0, "--seed"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.5),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1),
+) -> None:
+    """Render (or resume rendering) the synthetic multitrack dataset and print speed figures."""
+    from platformdirs import user_cache_dir
+
+    from mss_cli.data.render import build
+
+    folder = out or Path(user_cache_dir("mss", appauthor=False)) / "data"
+    print(json.dumps(build(folder, generated, corpus, seed, val_fraction, timbre, jobs)))
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", help="Dataset folder (mss data build)."),
+    run: Path = typer.Option(..., "--run", help="Run folder: checkpoints, log.csv, curve.png (resumed if present)."),
+    kind: str = typer.Option("fewshot", "--kind", help="fewshot or classcond (the baseline)."),
+    steps: int = typer.Option(100_000, "--steps", min=1),
+    minutes: float = typer.Option(0.0, "--minutes", min=0.0, help="Stop after this many minutes (0: no limit)."),
+    batch: int = typer.Option(8, "--batch", min=1),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed"),
+    init: str = typer.Option("", "--init", help="Start from a weights file."),
+    export_to: Optional[Path] = typer.Option(None, "--export", help="After training, write shippable fp16 weights here."),
+    val_every: int = typer.Option(200, "--val-every", min=1),
+    val_episodes: int = typer.Option(48, "--val-episodes", min=1),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
+    channels: Optional[str] = typer.Option(None, "--channels", help="U-Net widths, e.g. 8,16,32,64,128,256."),
+) -> None:
+    """Train the few-shot model or the class-conditioned baseline (works under torchrun for DDP)."""
+    from mss_cli.train import TrainConfig, export
+    from mss_cli.train import train as run_training
+
+    cfg = TrainConfig(data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr,
+                      seed=seed, init=init, val_every=val_every, val_episodes=val_episodes,
+                      checkpoint_every=checkpoint_every)
+    if channels:
+        cfg.channels = [int(c) for c in channels.split(",")]
+    checkpoint = run_training(cfg)
+    if export_to:
+        export(checkpoint, export_to)
+        say(f"mss: weights written to {export_to}")
+
+
+def split_example_lists(argv: list[str]) -> list[str]:
+    """Let --like/--not take several files, as an unquoted shell glob expands to.
+
+    Click options take one value each; ``--like a.wav b.wav`` becomes ``--like a.wav --like b.wav``
+    (every following word up to the next option belongs to the option).
+    """
+    out: list[str] = []
+    current: str | None = None
+    for word in argv:
+        if word == "--":
+            current = None
+            out.append(word)
+        elif word in EXAMPLE_OPTIONS or word in ("-l", "-n"):
+            current = word
+        elif current and (not word.startswith("-") or word == "-"):
+            out += [current, word]
+        else:
+            current = None
+            out.append(word)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors and the documented exit codes, whatever goes wrong."""
+    args = split_example_lists(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = app(args=args, prog_name="mss", standalone_mode=False)
+    except MssError as exc:
+        error(str(exc))
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:  # Click's usage errors (Typer vendors Click)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if "\n" in message:  # 'no arguments': the help text itself
+            say(message)
+        else:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            error(message + hint)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        error("interrupted")
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(141)
+    except Exception as exc:
+        if os.environ.get("MSS_DEBUG"):
+            raise
+        error(f"internal error ({type(exc).__name__}: {exc}); MSS_DEBUG=1 shows the traceback")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,150 @@
+"""From example clips to a conditioning vector, and profiles that store it for reuse.
+
+Each clip is cut into windows of ``WINDOW_SECONDS`` (a final shorter piece of at least
+``MIN_SECONDS`` is kept), windows are embedded a few at a time (long clips never go through the
+encoder at once), a clip's embedding is the mean of its windows', and the set's embedding the mean
+of its clips' — the few-shot average of Wang et al. with every clip counting equally.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mss_cli.errors import MssError, UsageError
+
+WINDOW_SECONDS = 3.0
+MIN_SECONDS = 1.0
+SILENCE_PEAK = 1e-4
+PROFILE_FORMAT = "mss-profile-1"
+
+
+@dataclass
+class Conditioning:
+    """The vector that steers the separator, with where it came from."""
+
+    vector: "torch.Tensor"  # noqa: F821  (cond_dim,)
+    model_id: str
+    positives: list[str]
+    negatives: list[str]
+
+
+def clip_windows(path: str | Path, sample_rate: int) -> list[np.ndarray]:
+    """Mono windows of one example clip, checked for length and silence."""
+    from mss_cli.audio import read_mono
+
+    window = int(WINDOW_SECONDS * sample_rate)
+    minimum = int(MIN_SECONDS * sample_rate)
+    windows: list[np.ndarray] = []
+    buffer = np.zeros(0, np.float32)
+    total = 0
+    for block in read_mono(path, sample_rate):
+        total += block.shape[0]
+        buffer = np.concatenate([buffer, block])
+        while buffer.shape[0] >= window:
+            windows.append(buffer[:window])
+            buffer = buffer[window:]
+    if buffer.shape[0] >= minimum or (not windows and buffer.shape[0]):
+        windows.append(buffer)
+    if total < minimum:
+        raise UsageError(f"{path}: example too short ({total / sample_rate:.2f} s; at least {MIN_SECONDS:g} s needed)")
+    loud = [w for w in windows if np.abs(w).max() > SILENCE_PEAK]
+    if not loud:
+        raise UsageError(f"{path}: example is silent")
+    return loud
+
+
+def embed_clips(model, paths: list[str], batch: int = 8) -> "torch.Tensor":  # noqa: F821
+    """Per-clip embeddings (clips, embed_dim); windows go through the encoder ``batch`` at a time."""
+    import torch
+
+    device = next(model.parameters()).device
+    out = []
+    for path in paths:
+        try:
+            windows = clip_windows(path, model.config.sample_rate)
+        except UsageError:
+            raise
+        except MssError as exc:  # a bad example file is a bad option value: exit 2
+            raise UsageError(str(exc)) from None
+        sums = None
+        with torch.inference_mode():
+            for i in range(0, len(windows), batch):
+                group = windows[i : i + batch]
+                length = max(w.shape[0] for w in group)
+                # Equal-length windows batch together; a short last window goes alone (no padding bias).
+                if any(w.shape[0] != length for w in group):
+                    embs = torch.cat([model.embed_windows(torch.from_numpy(w)[None].to(device)) for w in group])
+                else:
+                    embs = model.embed_windows(torch.from_numpy(np.stack(group)).to(device))
+                sums = embs.sum(0) if sums is None else sums + embs.sum(0)
+        out.append(sums / len(windows))
+    return torch.stack(out)
+
+
+def condition(model, positives: list[str], negatives: list[str] = ()) -> Conditioning:
+    """Embed example clips (files) into the conditioning vector for ``model``."""
+    import torch
+
+    if not positives:
+        raise UsageError("no positive examples: give --like FILE... or --profile NAME")
+    if model.config.kind != "fewshot":
+        raise UsageError("this model is class-conditioned: it takes no example clips")
+    pos = embed_clips(model, list(positives))
+    neg = embed_clips(model, list(negatives)) if negatives else None
+    with torch.inference_mode():
+        vector = model.conditioning(pos[None], None if neg is None else neg[None])[0]
+    return Conditioning(vector.cpu(), model.model_id, [str(p) for p in positives], [str(n) for n in negatives])
+
+
+def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) -> Path:
+    """Safetensors file: the vector plus the model id and example names as metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise MssError(f"{path}: profile exists (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"format": PROFILE_FORMAT, "model_id": cond.model_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "positives": json.dumps([Path(p).name for p in cond.positives]),
+            "negatives": json.dumps([Path(p).name for p in cond.negatives])}
+    tmp = path.with_name(f".{path.name}.partial")
+    save_file({"conditioning": cond.vector.float().contiguous()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def profile_metadata(path: str | Path) -> dict[str, str]:
+    from mss_cli.weights import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except MssError as exc:
+        raise UsageError(str(exc).replace("weights", "profile")) from None
+    if meta.get("format") != PROFILE_FORMAT:
+        raise UsageError(f"{path}: not an mss profile")
+    return meta
+
+
+def load_profile(path: str | Path, model) -> Conditioning:
+    """Read a profile, refusing one made for another model (its vector would be meaningless)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: profile not found")
+    meta = profile_metadata(path)
+    if meta["model_id"] != model.model_id:
+        raise UsageError(f"{path}: profile was made for model {meta['model_id']}, not {model.model_id} (re-run mss embed)")
+    try:
+        vector = load_file(str(path))["conditioning"]
+    except (SafetensorError, KeyError, OSError) as exc:
+        raise UsageError(f"{path}: corrupt profile ({exc})") from None
+    if vector.shape != (model.config.cond_dim,):
+        raise UsageError(f"{path}: profile vector has shape {tuple(vector.shape)}, model needs ({model.config.cond_dim},)")
+    return Conditioning(vector, meta["model_id"], json.loads(meta["positives"]), json.loads(meta["negatives"]))

@@ -1,0 +1,86 @@
+"""The instrument taxonomy: classes users name, their GM programs, ranges and the seen/unseen split.
+
+One JSON file (``taxonomy.json``) is the single source of truth so that the data builder, the
+episode sampler, the class-conditioned baseline and the evaluation all agree on class ids.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class InstrumentClass:
+    """One instrument class: what it is called, how to render it and whether training may target it."""
+
+    name: str
+    family: str
+    programs: tuple[int, ...]
+    low: int
+    high: int
+    roles: tuple[str, ...]
+    seen: bool
+
+    @property
+    def is_drums(self) -> bool:
+        return self.name == "drums"
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    classes: tuple[InstrumentClass, ...]
+    train_soundfonts: tuple[str, ...]
+    drumkit_soundfonts: tuple[str, ...]
+    reserved_soundfonts: tuple[str, ...]
+    redistributable_soundfonts: tuple[str, ...]
+    gm_drum_kits: tuple[int, ...]
+
+    def index(self, name: str) -> int:
+        """Class id used by the class-conditioned baseline (stable: file order)."""
+        for i, c in enumerate(self.classes):
+            if c.name == name:
+                return i
+        raise KeyError(f"unknown instrument class {name!r}")
+
+    def get(self, name: str) -> InstrumentClass:
+        return self.classes[self.index(name)]
+
+    def with_role(self, role: str) -> list[InstrumentClass]:
+        return [c for c in self.classes if role in c.roles]
+
+    @property
+    def seen(self) -> list[str]:
+        return [c.name for c in self.classes if c.seen]
+
+    @property
+    def unseen(self) -> list[str]:
+        return [c.name for c in self.classes if not c.seen]
+
+
+@lru_cache(maxsize=1)
+def load_taxonomy() -> Taxonomy:
+    raw = json.loads(resources.files("mss_cli.data").joinpath("taxonomy.json").read_text())
+    classes = tuple(
+        InstrumentClass(
+            name=name,
+            family=spec["family"],
+            programs=tuple(spec["programs"]),
+            low=spec["range"][0],
+            high=spec["range"][1],
+            roles=tuple(spec["roles"]),
+            seen=spec["split"] == "seen",
+        )
+        for name, spec in raw["classes"].items()
+    )
+    sf = raw["soundfonts"]
+    return Taxonomy(
+        classes=classes,
+        train_soundfonts=tuple(sf["train"]),
+        drumkit_soundfonts=tuple(sf["drumkits"]),
+        reserved_soundfonts=tuple(sf["reserved"]),
+        redistributable_soundfonts=tuple(sf["redistributable"]),
+        gm_drum_kits=tuple(raw["gm_drum_kits"]),
+    )

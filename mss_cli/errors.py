@@ -1,0 +1,15 @@
+"""Errors the user can act on. The CLI prints them as one line and maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class MssError(Exception):
+    """A failure with a one-line, user-facing message (no traceback is ever shown for it)."""
+
+    exit_code = 1
+
+
+class UsageError(MssError):
+    """Bad command-line usage: exit code 2, like Typer/Click usage errors."""
+
+    exit_code = 2

@@ -1,0 +1,28 @@
+"""Separation metrics. The signal-to-distortion ratio here is the plain energy ratio (the MDX
+'new SDR'); BSSEval v4 SDR, which allows a distortion filter, is computed by ``mss_cli.evaluate``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-9
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """10 log10(|s|^2 / |s - s_hat|^2) in dB."""
+    num = float(np.sum(reference.astype(np.float64) ** 2)) + EPS
+    den = float(np.sum((reference.astype(np.float64) - estimate) ** 2)) + EPS
+    return 10.0 * np.log10(num / den)
+
+
+def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Scale-invariant SDR (Le Roux et al. 2019): the estimate's gain does not count."""
+    ref = reference.astype(np.float64).ravel()
+    est = estimate.astype(np.float64).ravel()
+    alpha = float(np.dot(est, ref) / (np.dot(ref, ref) + EPS))
+    return sdr(alpha * ref, est)
+
+
+def snr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """Agreement of two signals (e.g. chunked vs whole-track output): SDR of b against a."""
+    return sdr(a, b)

@@ -1,0 +1,241 @@
+"""The few-shot separation model: a FiLM-conditioned U-Net mask estimator and its conditioning.
+
+Wang et al. (2022) condition a C-U-Net on the average embedding of a few example clips; negative
+examples join through concat -> FC -> ReLU. The U-Net sees one audio channel at a time (stereo and
+multichannel inputs are a batch of channels), a log-magnitude spectrogram of the lowest ``bins``
+STFT bins, and predicts a sigmoid mask; bins above are masked with the mean of the top modelled
+bins, as Spleeter extends its mask. Everything the mask depends on is fixed after training (no
+per-chunk statistics), so chunked processing equals whole-track processing away from the seams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; stored as JSON metadata beside the weights."""
+
+    kind: str = "fewshot"  # "fewshot" (example clips) or "classcond" (a class id: the paper's baseline)
+    sample_rate: int = 44100
+    n_fft: int = 2048
+    hop: int = 512
+    bins: int = 512  # modelled bins: 0..11 kHz at 44.1 kHz / n_fft 2048
+    channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
+    embed_dim: int = 128
+    cond_dim: int = 128
+    film: str = "encoder"  # "encoder": FiLM on every encoder block (C-U-Net); "bottleneck": the last one only
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def frame_multiple(self) -> int:
+        """Spectrogram frames must be a multiple of this for the U-Net's stride-2 stack."""
+        return 2 ** len(self.channels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class Spectrogram(nn.Module):
+    """STFT front end shared by the separator and the example encoder."""
+
+    def __init__(self, n_fft: int, hop: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+
+    def stft(self, audio: Tensor) -> Tensor:
+        """(batch, samples) -> complex (batch, n_fft//2+1, frames)."""
+        return torch.stft(audio, self.n_fft, self.hop, window=self.window, center=True, return_complex=True)
+
+    def istft(self, spec: Tensor, length: int) -> Tensor:
+        return torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True, length=length)
+
+
+def log_magnitude(spec: Tensor, bins: int) -> Tensor:
+    """Compressed magnitude of the modelled bins: (batch, F, T) -> (batch, 1, bins, T)."""
+    return torch.log1p(spec[:, :bins].abs()).unsqueeze(1)
+
+
+class ExampleEncoder(nn.Module):
+    """Embeds one example window (log-magnitude) into a vector; timbre lives in frequency, so the
+    frequency axis is kept (only downsampled) while time is pooled with mean and max."""
+
+    def __init__(self, bins: int, embed_dim: int) -> None:
+        super().__init__()
+        widths = [16, 32, 64, 96, 128]
+        layers: list[nn.Module] = []
+        cin = 1
+        for w in widths:
+            layers += [nn.Conv2d(cin, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
+            cin = w
+        self.convs = nn.Sequential(*layers)
+        freq = bins // 2 ** len(widths)
+        self.proj = nn.Sequential(nn.Linear(2 * cin * freq, 256), nn.ReLU(), nn.Linear(256, embed_dim))
+
+    def forward(self, logmag: Tensor) -> Tensor:
+        """(windows, 1, bins, T) -> (windows, embed_dim)."""
+        h = self.convs(logmag)
+        pooled = torch.cat([h.mean(dim=3), h.amax(dim=3)], dim=1)
+        return self.proj(pooled.flatten(1))
+
+
+class UNet(nn.Module):
+    """C-U-Net: 5x5 stride-2 convolutions, leaky ReLU encoder with FiLM, ReLU decoder with skips."""
+
+    def __init__(self, channels: list[int]) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleList()
+        self.enc_norm = nn.ModuleList()
+        cin = 1
+        for c in channels:
+            self.encoder.append(nn.Conv2d(cin, c, 5, stride=2, padding=2))
+            self.enc_norm.append(nn.BatchNorm2d(c, affine=False))
+            cin = c
+        self.decoder = nn.ModuleList()
+        self.dec_norm = nn.ModuleList()
+        self.dropout = nn.Dropout(0.3)
+        rev = channels[::-1]
+        outs = rev[1:] + [1]
+        for i, (c, o) in enumerate(zip(rev, outs)):
+            cin = c if i == 0 else 2 * c
+            self.decoder.append(nn.ConvTranspose2d(cin, o, 5, stride=2, padding=2, output_padding=1))
+            self.dec_norm.append(nn.BatchNorm2d(o) if o > 1 else nn.Identity())
+
+    def forward(self, x: Tensor, films: list[tuple[Tensor, Tensor] | None]) -> Tensor:
+        """x: (B, 1, F, T) features; films[i]: (gamma, beta) of shape (B, C_i) or None. Returns the mask."""
+        skips = []
+        for conv, norm, film in zip(self.encoder, self.enc_norm, films):
+            x = norm(conv(x))
+            if film is not None:
+                gamma, beta = film
+                x = x * gamma[:, :, None, None] + beta[:, :, None, None]
+            x = F.leaky_relu(x, 0.2)
+            skips.append(x)
+        last = len(self.decoder) - 1
+        for i, (deconv, norm) in enumerate(zip(self.decoder, self.dec_norm)):
+            if i > 0:
+                x = torch.cat([x, skips[-1 - i]], dim=1)
+            x = norm(deconv(x))
+            if i < last:
+                x = F.relu(x)
+                if i < 3:
+                    x = self.dropout(x)
+        return torch.sigmoid(x)
+
+
+class Separator(nn.Module):
+    """U-Net + FiLM generator + conditioning (example encoder for few-shot, class table for baseline)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.spectrogram = Spectrogram(config.n_fft, config.hop)
+        # Fixed after training (open-unmix style): normalises features without per-chunk statistics.
+        self.input_mean = nn.Parameter(torch.zeros(config.bins))
+        self.input_scale = nn.Parameter(torch.ones(config.bins))
+        self.unet = UNet(config.channels)
+        film_channels = config.channels if config.film == "encoder" else config.channels[-1:]
+        self.film_sizes = list(film_channels)
+        self.film = nn.Linear(config.cond_dim, 2 * sum(film_channels))
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        if config.kind == "fewshot":
+            self.encoder = ExampleEncoder(config.bins, config.embed_dim)
+            self.null_negative = nn.Parameter(torch.zeros(config.embed_dim))
+            self.combine = nn.Sequential(nn.Linear(2 * config.embed_dim, config.cond_dim), nn.ReLU())
+        elif config.kind == "classcond":
+            self.class_table = nn.Embedding(config.num_classes, config.cond_dim)
+        else:
+            raise ValueError(f"unknown model kind {config.kind!r}")
+
+    # --- conditioning ----------------------------------------------------------------------------
+
+    def features(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """(batch, samples) -> (complex spectrogram, normalised log-magnitude features)."""
+        spec = self.spectrogram.stft(audio)
+        feats = log_magnitude(spec, self.config.bins)
+        feats = (feats - self.input_mean[:, None]) * self.input_scale[:, None]
+        return spec, feats
+
+    def embed_windows(self, windows: Tensor) -> Tensor:
+        """Mono example windows (N, samples) -> embeddings (N, embed_dim)."""
+        return self.encoder(self.features(windows)[1])
+
+    def conditioning(self, positive: Tensor, negative: Tensor | None = None,
+                     positive_valid: Tensor | None = None, negative_valid: Tensor | None = None) -> Tensor:
+        """Average positive (and negative) embeddings (B, K, E) -> conditioning vector (B, cond_dim).
+
+        ``*_valid`` (B, K) masks padded examples in a training batch. Where a row has no negatives
+        a learned 'no negatives' vector stands in, so one model serves both cases.
+        """
+        z_pos = masked_mean(positive, positive_valid)
+        z_neg = self.null_negative.expand_as(z_pos)
+        if negative is not None and negative.shape[1] > 0:
+            valid = negative_valid if negative_valid is not None else torch.ones(negative.shape[:2], dtype=torch.bool, device=negative.device)
+            has = valid.any(dim=1, keepdim=True)
+            z_neg = torch.where(has, masked_mean(negative, valid), z_neg)
+        return self.combine(torch.cat([z_pos, z_neg], dim=1))
+
+    def class_conditioning(self, class_ids: Tensor) -> Tensor:
+        return self.class_table(class_ids)
+
+    # --- separation ------------------------------------------------------------------------------
+
+    def films(self, cond: Tensor) -> list[tuple[Tensor, Tensor] | None]:
+        params = self.film(cond)
+        out: list[tuple[Tensor, Tensor] | None] = []
+        offset = 0
+        for c in self.film_sizes:
+            gamma = 1.0 + params[:, offset : offset + c]
+            beta = params[:, offset + c : offset + 2 * c]
+            out.append((gamma, beta))
+            offset += 2 * c
+        pad = len(self.config.channels) - len(out)
+        return [None] * pad + out
+
+    def mask(self, feats: Tensor, cond: Tensor) -> Tensor:
+        """Features (B, 1, bins, T), conditioning (B, cond_dim) -> mask over all STFT bins (B, F, T)."""
+        frames = feats.shape[-1]
+        multiple = self.config.frame_multiple
+        padded = -(-frames // multiple) * multiple
+        if padded != frames:
+            feats = F.pad(feats, (0, padded - frames))
+        mask = self.unet(feats, self.films(cond))[:, 0, :, :frames]
+        top = mask[:, -max(1, self.config.bins // 16) :].mean(dim=1, keepdim=True)
+        extra = self.config.n_fft // 2 + 1 - self.config.bins
+        return torch.cat([mask, top.expand(-1, extra, -1)], dim=1)
+
+    def forward(self, audio: Tensor, cond: Tensor) -> Tensor:
+        """Mono signals (B, samples) and their conditioning (B, cond_dim) -> target estimate (B, samples)."""
+        spec, feats = self.features(audio)
+        return self.spectrogram.istft(spec * self.mask(feats, cond), audio.shape[-1])
+
+    def masked_magnitude(self, audio: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
+        """Training view: (estimated magnitude, mixture spectrogram) over the modelled bins."""
+        spec, feats = self.features(audio)
+        mask = self.mask(feats, cond)
+        return (mask * spec.abs())[:, : self.config.bins], spec
+
+
+def masked_mean(x: Tensor, valid: Tensor | None) -> Tensor:
+    """Mean over dim 1 of (B, K, E), counting only valid entries (at least one per row)."""
+    if valid is None:
+        return x.mean(dim=1)
+    w = valid.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

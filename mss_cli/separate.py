@@ -1,0 +1,144 @@
+"""Separate one track: decode -> resample -> overlap-add model -> resample back -> encode.
+
+This is the library entry point the CLI calls for every input; it streams end to end, so memory
+does not depend on the track's length. The residual is computed as mixture minus target at the
+input's own rate, so target + residual reproduces the input exactly (up to output rounding).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mss_cli.audio import AtomicWriter, AudioReader, Resampler, WavStreamWriter, resolve_subtype
+from mss_cli.engine import OverlapAdd
+from mss_cli.errors import MssError
+
+
+@dataclass
+class SeparationOptions:
+    chunk_seconds: float = 10.0
+    overlap: float = 0.25
+    batch_size: int = 1
+    fmt: str = "wav"
+    bit_depth: str | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class Written:
+    """One output file, as reported by ``--json``."""
+
+    input: str
+    stem: str
+    path: str
+    sample_rate: int
+    duration: float
+    seconds: float
+    device: str
+    clipped_samples: int = 0
+
+
+@dataclass
+class Outputs:
+    """Role ("target" / "residual") -> (stem name, destination path, or "-" for stdout)."""
+
+    paths: dict[str, tuple[str, Path | str]] = field(default_factory=dict)
+
+
+def make_separator(model, cond_vector) -> Callable:
+    """A function rows (N, samples) -> target rows, running the model on its device."""
+    import torch
+
+    device = next(model.parameters()).device
+    cond = cond_vector.to(device)
+
+    def run(rows: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            out = model(rows.to(device), cond.expand(rows.shape[0], -1))
+        return out.float().cpu()
+
+    return run
+
+
+def separate_file(model, cond_vector, source: str | Path, outputs: Outputs, options: SeparationOptions,
+                  label: str | None = None, on_chunk: Callable[[], None] | None = None,
+                  on_start: Callable[[int], None] | None = None) -> list[Written]:
+    """Separate ``source`` into the stems named in ``outputs`` (``target`` and/or ``residual`` roles).
+
+    Writers are opened
+    before any work so an existing output or an unwritable folder fails fast, and every writer is
+    aborted (temporary file removed) if anything goes wrong, including KeyboardInterrupt.
+    """
+    started = time.time()
+    label = label or str(source)
+    with AudioReader(source) as reader:
+        info = reader.info
+        subtype = resolve_subtype(options.fmt, options.bit_depth, info.subtype)
+        writers: dict[str, tuple[str, object]] = {}
+        try:
+            for role, (name, dest) in outputs.paths.items():
+                if dest == "-":
+                    writers[role] = (name, WavStreamWriter(sys.stdout.buffer, info.sample_rate, info.channels,
+                                                           info.frames, subtype or "PCM_16"))
+                else:
+                    writers[role] = (name, AtomicWriter(Path(dest), info.sample_rate, info.channels, options.fmt,
+                                                        subtype, options.overwrite))
+            rate = model.config.sample_rate
+            chunk = max(model.config.hop * 4, int(options.chunk_seconds * rate))
+            engine = OverlapAdd(make_separator(model, cond_vector), chunk, options.overlap, options.batch_size, on_chunk)
+            model_frames = int(round(info.frames * rate / info.sample_rate))
+            if on_start:
+                on_start(engine.chunks_for(model_frames))
+            down = Resampler(info.sample_rate, rate, info.channels)
+            up = Resampler(rate, info.sample_rate, info.channels)
+            mixture_fifo = np.zeros((0, info.channels), np.float32)
+            peak = 0.0
+
+            def to_model_rate():
+                nonlocal mixture_fifo, peak
+                for block in reader.blocks():
+                    peak = max(peak, float(np.abs(block).max()))
+                    mixture_fifo = np.concatenate([mixture_fifo, block])
+                    yield down(block)
+                yield down(np.zeros((0, info.channels), np.float32), last=True)
+
+            def emit(target: np.ndarray) -> None:
+                nonlocal mixture_fifo
+                n = target.shape[0]
+                mix, mixture_fifo = mixture_fifo[:n], mixture_fifo[n:]
+                if "target" in writers:
+                    writers["target"][1].write(target)
+                if "residual" in writers:
+                    writers["residual"][1].write(mix - target)
+
+            produced = 0
+            for block in engine.run(to_model_rate(), model_frames):
+                out = up(block)
+                produced += out.shape[0]
+                emit(out)
+            tail = up(np.zeros((0, info.channels), np.float32), last=True)
+            emit(tail)
+            produced += tail.shape[0]
+            if produced != info.frames:
+                raise MssError(f"{label}: internal length mismatch ({produced} != {info.frames} samples)")
+            if peak == 0.0:
+                raise MssError(f"{label}: input is silent")
+            for _, writer in writers.values():
+                writer.commit()
+        except BaseException:
+            for _, writer in writers.values():
+                writer.abort()
+            raise
+    seconds = time.time() - started
+    device = str(next(model.parameters()).device)
+    return [
+        Written(input=label, stem=name, path=str(dest), sample_rate=info.sample_rate, duration=info.duration,
+                seconds=round(seconds, 3), device=device, clipped_samples=writers[role][1].clipped)
+        for role, (name, dest) in outputs.paths.items()
+    ]

@@ -1,0 +1,259 @@
+"""Training: episodic few-shot training (or the class-conditioned baseline), resumable, DDP-ready.
+
+Runs as one process, or under ``torchrun`` (gloo on CPU, NCCL on GPU): each rank draws its own
+episodes from a rank-specific seed. Checkpoints (model + optimiser, safetensors) are written to the
+run folder every ``checkpoint_every`` steps and when the time budget ends; a rerun continues from
+the last one. Logs go to ``log.csv`` and a ``curve.png`` learning curve.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mss_cli.data.episodes import Episode, EpisodeSampler, collate
+from mss_cli.data.taxonomy import load_taxonomy
+from mss_cli.metrics import sdr
+from mss_cli.model import ModelConfig, Separator
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    run: str
+    kind: str = "fewshot"
+    channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
+    film: str = "encoder"
+    steps: int = 100_000
+    minutes: float = 0.0  # wall-clock budget for this invocation (0: none)
+    batch: int = 8
+    lr: float = 1e-3
+    segment_frames: int = 256
+    example_seconds: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
+    val_episodes: int = 48
+    val_every: int = 250
+    checkpoint_every: int = 100
+    seed: int = 0
+    threads: int = 0
+    init: str = ""  # start from a shipped weights file (e.g. to continue training in a fresh session)
+
+
+class TrainStep(nn.Module):
+    """Loss of one batch in a single forward(), so DDP sees every parameter used."""
+
+    def __init__(self, model: Separator) -> None:
+        super().__init__()
+        self.model = model
+
+    def cond(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        m = self.model
+        if m.config.kind == "classcond":
+            return m.class_conditioning(batch["class_id"])
+        b, k, n = batch["positives"].shape
+        pos = m.embed_windows(batch["positives"].reshape(b * k, n)).reshape(b, k, -1)
+        neg = None
+        if batch["negatives"].shape[1]:
+            _, j, n2 = batch["negatives"].shape
+            neg = m.embed_windows(batch["negatives"].reshape(b * j, n2)).reshape(b, j, -1)
+        return m.conditioning(pos, neg, batch["positive_valid"], batch["negative_valid"])
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        estimate, _ = self.model.masked_magnitude(batch["mixture"], self.cond(batch))
+        target = self.model.spectrogram.stft(batch["target"])[:, : self.model.config.bins].abs()
+        return F.l1_loss(estimate, target)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = int(os.environ.get("RANK", "0"))
+    return rank, world
+
+
+def save_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer, step: int, hours: float,
+                    cfg: TrainConfig) -> None:
+    """Model and Adam state as safetensors (no pickle), written atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = opt.state_dict()
+    for idx, s in state["state"].items():
+        for key, value in s.items():
+            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().reshape(-1) if key == "step" \
+                else value.detach().cpu().contiguous()
+    meta = {"step": str(step), "hours": str(hours), "model_config": json.dumps(model.config.to_dict()),
+            "train_config": json.dumps(asdict(cfg))}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | None) -> tuple[int, float]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as fh:
+        meta = fh.metadata()
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if opt is not None:
+        state = opt.state_dict()
+        for name, value in tensors.items():
+            if name.startswith("optim."):
+                _, idx, key = name.split(".", 2)
+                state["state"].setdefault(int(idx), {})[key] = value.reshape(()) if key == "step" else value
+        opt.load_state_dict(state)
+    return int(meta["step"]), float(meta["hours"])
+
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    taxonomy = load_taxonomy()
+    return ModelConfig(kind=cfg.kind, channels=cfg.channels, film=cfg.film, num_classes=len(taxonomy.classes),
+                       class_names=[c.name for c in taxonomy.classes])
+
+
+def validate(model: Separator, episodes: list[Episode], use_negatives: bool) -> tuple[float, float]:
+    """Median SDR and SDR improvement over the mixture on fixed validation episodes."""
+    model.eval()
+    sdrs, gains = [], []
+    with torch.inference_mode():
+        for e in episodes:
+            if model.config.kind == "classcond":
+                cond = model.class_conditioning(torch.tensor([e.class_id]))
+            else:
+                pos = model.embed_windows(torch.from_numpy(e.positives))[None]
+                neg = model.embed_windows(torch.from_numpy(e.negatives))[None] if use_negatives and len(e.negatives) else None
+                cond = model.conditioning(pos, neg)
+            est = model(torch.from_numpy(e.mixture)[None], cond)[0].numpy()
+            sdrs.append(sdr(e.target, est))
+            gains.append(sdrs[-1] - sdr(e.target, e.mixture))
+    model.train()
+    return float(np.median(sdrs)), float(np.median(gains))
+
+
+def plot_curve(log_path: Path, png_path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = list(csv.DictReader(log_path.open()))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax[0].plot(steps, [float(r["loss"]) for r in rows])
+    ax[0].set(xlabel="step", ylabel="L1 loss (train, smoothed)", yscale="log")
+    val = [(int(r["step"]), float(r["val_sdri"]), float(r["val_sdri_neg"])) for r in rows if r["val_sdri"]]
+    if val:
+        ax[1].plot([v[0] for v in val], [v[1] for v in val], label="5 positives")
+        ax[1].plot([v[0] for v in val], [v[2] for v in val], label="5 positives + 5 negatives")
+        ax[1].set(xlabel="step", ylabel="median SDRi (dB, val)")
+        ax[1].legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=90)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train until ``steps`` or the time budget; returns the checkpoint path."""
+    rank, world = _distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    run = Path(cfg.run)
+    run.mkdir(parents=True, exist_ok=True)
+    model = Separator(model_config(cfg))
+    ckpt = run / "last.safetensors"
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, hours = 0, 0.0
+    if ckpt.exists():
+        step, hours = load_checkpoint(ckpt, model, opt)
+    elif cfg.init:
+        from mss_cli.weights import load_model
+
+        model.load_state_dict(load_model(cfg.init).state_dict())
+    model.to(device)
+    for s in opt.state.values():
+        for k, v in s.items():
+            if isinstance(v, torch.Tensor) and k != "step":
+                s[k] = v.to(device)
+    stepper: nn.Module = TrainStep(model)
+    if world > 1:
+        stepper = nn.parallel.DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None)
+    hop = model.config.hop
+    sampler = EpisodeSampler(cfg.data, "train", (cfg.segment_frames - 1) * hop, 3 * 44100, seed=cfg.seed * 1000 + rank + step)
+    val_sampler = EpisodeSampler(cfg.data, "val", (cfg.segment_frames - 1) * hop, int(3 * 44100), seed=1234)
+    val_set = [val_sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)] if rank == 0 else []
+    log_path = run / "log.csv"
+    new_log = not log_path.exists()
+    log = log_path.open("a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg"])
+    started = time.time()
+    session_start = hours
+    smooth = None
+    model.train()
+    while step < cfg.steps:
+        sampler.example = int(random.choice(cfg.example_seconds) * model.config.sample_rate)
+        batch = {k: v.to(device) for k, v in collate([sampler.sample() for _ in range(cfg.batch)]).items()}
+        loss = stepper(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
+        hours = session_start + (time.time() - started) / 3600
+        out_of_time = cfg.minutes and (time.time() - started) > cfg.minutes * 60
+        if rank == 0:
+            row = [step, f"{smooth:.5f}", f"{hours:.4f}", "", "", ""]
+            if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
+                v_sdr, v_sdri = validate(model, val_set, use_negatives=False)
+                _, v_sdri_neg = validate(model, val_set, use_negatives=True)
+                row[3:] = [f"{v_sdr:.3f}", f"{v_sdri:.3f}", f"{v_sdri_neg:.3f}"]
+                print(f"step {step} loss {smooth:.4f} val SDR {v_sdr:.2f} SDRi {v_sdri:.2f} (+neg {v_sdri_neg:.2f})", flush=True)
+            if step % 10 == 0 or row[3]:
+                writer.writerow(row)
+                log.flush()
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
+                save_checkpoint(ckpt, model, opt, step, hours, cfg)
+                plot_curve(log_path, run / "curve.png")
+        if out_of_time:
+            break
+    log.close()
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return ckpt
+
+
+def export(checkpoint: str | Path, out: str | Path, half: bool = True) -> Path:
+    """Turn a training checkpoint into a shippable weights file (fp16, with provenance metadata)."""
+    from safetensors import safe_open
+
+    from mss_cli.weights import save_model
+
+    with safe_open(str(checkpoint), "pt") as fh:
+        meta = fh.metadata()
+    model = Separator(ModelConfig.from_dict(json.loads(meta["model_config"])))
+    step, hours = load_checkpoint(Path(checkpoint), model, None)
+    train_cfg = json.loads(meta["train_config"])
+    return save_model(model, out, half=half, extra={"steps": step, "train_hours": round(hours, 3),
+                                                  "batch": train_cfg["batch"], "seed": train_cfg["seed"]})
