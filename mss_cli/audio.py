@@ -22,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
-from mss_cli.errors import MssError
+from mss_cli.errors import MssError, UsageError
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".w64", ".rf64", ".opus", ".caf"}
 FFMPEG_EXTENSIONS = {".m4a", ".aac", ".mp4", ".webm", ".mka", ".wma", ".ac3", ".alac", ".mov", ".mkv", ".ape", ".wv"}
@@ -170,11 +170,11 @@ def resolve_subtype(fmt: str, bit_depth: str | None, input_subtype: str) -> str 
     table = FORMATS[fmt][2]
     if table is None:
         if bit_depth:
-            raise MssError(f"--bit-depth does not apply to {fmt} (a compressed format)")
+            raise UsageError(f"--bit-depth does not apply to {fmt} (a compressed format)")
         return None
     if bit_depth:
         if bit_depth not in table:
-            raise MssError(f"--bit-depth {bit_depth} is not available for {fmt} (choose {', '.join(table)})")
+            raise UsageError(f"--bit-depth {bit_depth} is not available for {fmt} (choose {', '.join(table)})")
         return table[bit_depth]
     return input_subtype if input_subtype in table.values() else table["16"]
 

@@ -426,4 +426,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         error(f"internal error ({type(exc).__name__}: {exc}); MSS_DEBUG=1 shows the traceback")
         sys.exit(1)
+    if code == 130:  # Typer turns Ctrl-C into exit code 130 without a word
+        error("interrupted")
     sys.exit(code if isinstance(code, int) else 0)

@@ -26,16 +26,18 @@ class OverlapAdd:
     """Turns input blocks (frames, C) into separated target blocks (frames, C), in order."""
 
     def __init__(self, separate: Callable[[torch.Tensor], torch.Tensor], chunk: int, overlap: float,
-                 batch_size: int = 1, on_chunk: Callable[[], None] | None = None) -> None:
+                 batch_size: int = 1, on_chunk: Callable[[], None] | None = None, align: int = 1) -> None:
+        """``align``: chunk starts, lengths and the lead are multiples of it. For an STFT U-Net that is
+        hop x 2^depth, so every chunk sees the same frame grid and pooling phase as the whole track."""
         if not 0.0 <= overlap < 1.0:
             raise ValueError("overlap must be in [0, 1)")
         self.separate = separate
-        self.chunk = chunk
-        self.stride = max(1, int(round(chunk * (1.0 - overlap))))
+        self.chunk = -(-chunk // align) * align
+        self.stride = max(align, int(round(self.chunk * (1.0 - overlap) / align)) * align)
         self.batch_size = max(1, batch_size)
-        self.window = chunk_window(chunk)
+        self.window = chunk_window(self.chunk)
         self.on_chunk = on_chunk
-        self.lead = chunk // 2  # zero padding before the track so its start sits mid-window
+        self.lead = self.chunk // 2 // align * align  # zero padding so the track's start sits mid-window
 
     def chunks_for(self, frames: int) -> int:
         """How many chunks a track of ``frames`` samples needs (for progress bars)."""

@@ -29,6 +29,7 @@ class ModelConfig:
     channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
     embed_dim: int = 128
     cond_dim: int = 128
+    time_kernel: int = 3  # U-Net kernels are 5 (frequency) x time_kernel: a short time context keeps chunks seamless
     film: str = "encoder"  # "encoder": FiLM on every encoder block (C-U-Net); "bottleneck": the last one only
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
@@ -92,15 +93,16 @@ class ExampleEncoder(nn.Module):
 
 
 class UNet(nn.Module):
-    """C-U-Net: 5x5 stride-2 convolutions, leaky ReLU encoder with FiLM, ReLU decoder with skips."""
+    """C-U-Net: stride-2 convolutions (5 x time_kernel), leaky ReLU encoder with FiLM, ReLU decoder with skips."""
 
-    def __init__(self, channels: list[int]) -> None:
+    def __init__(self, channels: list[int], time_kernel: int) -> None:
         super().__init__()
+        kernel, pad = (5, time_kernel), (2, time_kernel // 2)
         self.encoder = nn.ModuleList()
         self.enc_norm = nn.ModuleList()
         cin = 1
         for c in channels:
-            self.encoder.append(nn.Conv2d(cin, c, 5, stride=2, padding=2))
+            self.encoder.append(nn.Conv2d(cin, c, kernel, stride=2, padding=pad))
             self.enc_norm.append(nn.BatchNorm2d(c, affine=False))
             cin = c
         self.decoder = nn.ModuleList()
@@ -110,7 +112,7 @@ class UNet(nn.Module):
         outs = rev[1:] + [1]
         for i, (c, o) in enumerate(zip(rev, outs)):
             cin = c if i == 0 else 2 * c
-            self.decoder.append(nn.ConvTranspose2d(cin, o, 5, stride=2, padding=2, output_padding=1))
+            self.decoder.append(nn.ConvTranspose2d(cin, o, kernel, stride=2, padding=pad, output_padding=1))
             self.dec_norm.append(nn.BatchNorm2d(o) if o > 1 else nn.Identity())
 
     def forward(self, x: Tensor, films: list[tuple[Tensor, Tensor] | None]) -> Tensor:
@@ -145,7 +147,7 @@ class Separator(nn.Module):
         # Fixed after training (open-unmix style): normalises features without per-chunk statistics.
         self.input_mean = nn.Parameter(torch.zeros(config.bins))
         self.input_scale = nn.Parameter(torch.ones(config.bins))
-        self.unet = UNet(config.channels)
+        self.unet = UNet(config.channels, config.time_kernel)
         film_channels = config.channels if config.film == "encoder" else config.channels[-1:]
         self.film_sizes = list(film_channels)
         self.film = nn.Linear(config.cond_dim, 2 * sum(film_channels))

@@ -90,8 +90,9 @@ def separate_file(model, cond_vector, source: str | Path, outputs: Outputs, opti
                     writers[role] = (name, AtomicWriter(Path(dest), info.sample_rate, info.channels, options.fmt,
                                                         subtype, options.overwrite))
             rate = model.config.sample_rate
-            chunk = max(model.config.hop * 4, int(options.chunk_seconds * rate))
-            engine = OverlapAdd(make_separator(model, cond_vector), chunk, options.overlap, options.batch_size, on_chunk)
+            chunk = int(options.chunk_seconds * rate)
+            align = model.config.hop * model.config.frame_multiple
+            engine = OverlapAdd(make_separator(model, cond_vector), chunk, options.overlap, options.batch_size, on_chunk, align)
             model_frames = int(round(info.frames * rate / info.sample_rate))
             if on_start:
                 on_start(engine.chunks_for(model_frames))

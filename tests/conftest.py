@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny random model saved as a weights file, and short synthetic audio."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+TINY = dict(n_fft=256, hop=64, bins=64, channels=[4, 8, 8, 16], embed_dim=16, cond_dim=16)
+
+
+def tone(seconds: float, rate: int = 44100, freq: float = 440.0, channels: int = 2, seed: int = 0) -> np.ndarray:
+    """A harmonic tone with a little noise (never silent), shape (frames, channels)."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    mono = sum(0.2 / k * np.sin(2 * math.pi * freq * k * t) for k in range(1, 5)) + 0.01 * rng.standard_normal(t.size)
+    out = np.stack([mono * (0.8 + 0.2 * c) for c in range(channels)], axis=1)
+    return out.astype(np.float32)
+
+
+def build_tiny_weights(path: Path, seed: int = 0) -> Path:
+    import torch
+
+    from mss_cli.model import ModelConfig, Separator
+    from mss_cli.weights import save_model
+
+    torch.manual_seed(seed)
+    model = Separator(ModelConfig(**TINY))
+    with torch.no_grad():  # a non-trivial mask: random FiLM instead of the identity initialisation
+        model.film.weight.normal_(0, 0.3)
+    return save_model(model.eval(), path, half=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    return build_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A folder with a song, two positive and one negative example clip; cwd is set to it."""
+    sf.write(tmp_path / "song.wav", tone(3.0, freq=220) + tone(3.0, freq=330, seed=1), 44100, subtype="PCM_16")
+    sf.write(tmp_path / "like_1.wav", tone(1.5, freq=220, channels=1, seed=2), 44100)
+    sf.write(tmp_path / "like_2.flac", tone(2.0, rate=22050, freq=247, channels=2, seed=3), 22050)
+    sf.write(tmp_path / "not_1.wav", tone(1.2, freq=330, channels=1, seed=4), 44100)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    return tmp_path

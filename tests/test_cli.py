@@ -1,0 +1,278 @@
+"""The mss command as users run it: outputs, options, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import build_tiny_weights, tone
+from mss_cli.cli import main, split_example_lists
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err: str, *needles: str) -> None:
+    lines = [l for l in err.splitlines() if l.startswith("mss: error:")]
+    assert lines, err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def separate(capsys, weights: Path, *extra: str) -> tuple[int, str, str]:
+    return run(capsys, "separate", *extra, "--weights", str(weights), "--quiet")
+
+
+def test_help_is_fast_and_does_not_import_torch():
+    code = ("import sys\nfrom mss_cli.cli import main\n"
+            "try:\n    main(['separate', '--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "--like" in proc.stdout
+
+
+def test_separate_writes_target_and_residual_that_sum_to_the_mix(capsys, workdir, tiny_weights):
+    code, out, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav")
+    assert code == 0, err
+    mix, rate = sf.read("song.wav")
+    target, r1 = sf.read("separated/song/target.wav")
+    residual, r2 = sf.read("separated/song/residual.wav")
+    assert rate == r1 == r2 and target.shape == residual.shape == mix.shape
+    assert np.abs(target + residual - mix).max() < 2.5 / 32768  # exact up to 16-bit rounding
+    assert np.abs(target).max() > 1e-3  # the model did produce something
+    assert sf.info("separated/song/target.wav").subtype == "PCM_16"  # the input's bit depth
+    assert not list(Path("separated").rglob("*.partial*"))
+
+
+def test_json_lines_describe_each_written_file(capsys, workdir, tiny_weights):
+    code, out, err = run(capsys, "separate", "song.wav", "--like", "like_*.*", "--weights", str(tiny_weights), "--json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["stem"] for r in rows] == ["target", "residual"]
+    for r in rows:
+        assert Path(r["path"]).is_file() and r["sample_rate"] == 44100 and r["device"] == "cpu"
+        assert abs(r["duration"] - 3.0) < 1e-6 and r["input"] == "song.wav" and r["seconds"] >= 0
+
+
+def test_name_template_format_and_no_residual(capsys, workdir, tiny_weights):
+    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "--name", "guitar",
+                            "--filename", "{parent}-{track}.{stem}.{ext}", "-o", "out", "--format", "flac", "--bit-depth", "24")
+    assert code == 0, err
+    files = sorted(p.name for p in Path("out").iterdir())
+    assert files == [f"{workdir.name}-song.guitar.flac", f"{workdir.name}-song.no_guitar.flac"]
+    assert sf.info(f"out/{files[0]}").subtype == "PCM_24"
+    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "--no-residual", "-o", "solo",
+                            "--format", "mp3")
+    assert code == 0, err
+    assert [p.name for p in Path("solo/song").iterdir()] == ["target.mp3"]
+    assert sf.info("solo/song/target.mp3").channels == 2
+
+
+def test_existing_output_is_an_error_unless_overwrite(capsys, workdir, tiny_weights):
+    assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav")[0] == 0
+    before = Path("separated/song/target.wav").read_bytes()
+    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_2.flac")
+    assert code == 1
+    assert_one_line_error(err, "target.wav", "exists")
+    assert Path("separated/song/target.wav").read_bytes() == before
+    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_2.flac", "--overwrite")
+    assert code == 0, err
+    assert Path("separated/song/target.wav").read_bytes() != before
+
+
+def test_same_input_and_options_give_the_same_bytes(capsys, workdir, tiny_weights):
+    args = ("song.wav", "--like", "like_1.wav", "--chunk", "1", "--overwrite")
+    assert separate(capsys, tiny_weights, *args)[0] == 0
+    first = Path("separated/song/target.wav").read_bytes()
+    assert separate(capsys, tiny_weights, *args)[0] == 0
+    assert Path("separated/song/target.wav").read_bytes() == first
+
+
+def test_folder_input_jobs_and_failures_keep_going(capsys, workdir, tiny_weights):
+    (workdir / "album" / "cd2").mkdir(parents=True)
+    for name in ("a.wav", "cd2/b.flac"):
+        sf.write(workdir / "album" / name, tone(1.5, seed=len(name)), 44100)
+    (workdir / "album" / "notes.txt").write_text("not audio")
+    (workdir / "album" / "broken.wav").write_text("not a wav file")
+    code, out, err = run(capsys, "separate", "album", "missing.wav", "--like", "like_1.wav", "--weights",
+                         str(tiny_weights), "--jobs", "2", "--json")
+    assert code == 1
+    written = {Path(json.loads(l)["path"]).parent.name for l in out.splitlines()}
+    assert written == {"a", "b"}
+    assert "broken.wav" in err and "missing.wav" in err and "notes.txt" not in err
+    assert "Traceback" not in err
+
+
+def test_colliding_output_names_fail_for_the_later_input(capsys, workdir, tiny_weights):
+    for folder in ("x", "y"):
+        (workdir / folder).mkdir()
+        sf.write(workdir / folder / "take.wav", tone(1.2), 44100)
+    code, _, err = separate(capsys, tiny_weights, "x/take.wav", "y/take.wav", "--like", "like_1.wav")
+    assert code == 1
+    assert_one_line_error(err, "y/take.wav", "{parent}")
+    code, _, err = separate(capsys, tiny_weights, "x/take.wav", "y/take.wav", "--like", "like_1.wav",
+                            "--filename", "{parent}/{track}/{stem}.{ext}", "-o", "ok")
+    assert code == 0, err
+    assert Path("ok/x/take/target.wav").is_file() and Path("ok/y/take/target.wav").is_file()
+
+
+def test_shard_processes_only_its_slice(capsys, workdir, tiny_weights):
+    (workdir / "many").mkdir()
+    for i in range(5):
+        sf.write(workdir / "many" / f"t{i}.wav", tone(1.1, seed=i), 44100)
+    tracks = set()
+    for i in (1, 2):
+        code, out, err = run(capsys, "separate", "many", "--like", "like_1.wav", "--weights", str(tiny_weights),
+                             "--shard", f"{i}/2", "--json", "--no-residual")
+        assert code == 0, err
+        got = {Path(json.loads(l)["input"]).stem for l in out.splitlines()}
+        assert got and not got & tracks
+        tracks |= got
+    assert tracks == {f"t{i}" for i in range(5)}
+
+
+def test_stdin_to_stdout_pipe(workdir, tiny_weights):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    with open("song.wav", "rb") as src:
+        proc = subprocess.run([sys.executable, "-m", "mss_cli", "separate", "-", "--like", "like_1.wav", "-o", "-",
+                               "--weights", str(tiny_weights)], stdin=src, capture_output=True, env=env)
+    assert proc.returncode == 0, proc.stderr.decode()
+    Path("piped.wav").write_bytes(proc.stdout)
+    piped, rate = sf.read("piped.wav")
+    mix, _ = sf.read("song.wav")
+    assert rate == 44100 and piped.shape == mix.shape
+    assert np.abs(piped).max() > 1e-3
+
+
+def test_profiles_are_saved_listed_and_reused(capsys, workdir, tiny_weights, tmp_path_factory):
+    code, _, err = run(capsys, "embed", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "tones",
+                       "--weights", str(tiny_weights), "--quiet")
+    assert code == 0, err
+    code, out, _ = run(capsys, "profiles", "--json")
+    row = json.loads(out)
+    assert row["name"] == "tones" and row["positives"] == ["like_1.wav", "like_2.flac"] and row["negatives"] == ["not_1.wav"]
+    assert separate(capsys, tiny_weights, "song.wav", "--profile", "tones", "-o", "a")[0] == 0
+    assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "b")[0] == 0
+    assert Path("a/song/target.wav").read_bytes() == Path("b/song/target.wav").read_bytes()
+    other = build_tiny_weights(tmp_path_factory.mktemp("w2") / "other.safetensors", seed=1)
+    code, _, err = separate(capsys, other, "song.wav", "--profile", "tones", "-o", "c")
+    assert code == 2
+    assert_one_line_error(err, "tones.safetensors", "made for model")
+
+
+def test_info_json_reports_model_and_checksum(capsys, tiny_weights):
+    code, out, _ = run(capsys, "info", "--json", "--weights", str(tiny_weights))
+    assert code == 0
+    info = json.loads(out)
+    assert len(info["sha256"]) == 64 and info["model_id"] == info["sha256"][:12]
+    assert info["config"]["channels"] == [4, 8, 8, 16] and info["device"] == "cpu"
+
+
+def test_unquoted_globs_give_several_examples():
+    argv = ["separate", "song.wav", "--like", "g1.wav", "g2.wav", "--not", "v.wav", "--json"]
+    assert split_example_lists(argv) == ["separate", "song.wav", "--like", "g1.wav", "--like", "g2.wav",
+                                         "--not", "v.wav", "--json"]
+
+
+# --- errors: one line, the file and the cause, the documented exit code, nothing left behind ---------
+
+
+@pytest.mark.parametrize(
+    "args, code, needles",
+    [
+        (["song.wav"], 2, ["--like"]),
+        (["song.wav", "--like", "nothing_*.wav"], 2, ["nothing_*.wav", "no file matches"]),
+        (["song.wav", "--like", "absent.wav"], 2, ["absent.wav", "not found"]),
+        (["song.wav", "--like", "like_1.wav", "--overlap", "2"], 2, ["--overlap"]),
+        (["song.wav", "--like", "like_1.wav", "--device", "tpu"], 2, ["--device"]),
+        (["song.wav", "--like", "like_1.wav", "--shard", "3/2"], 2, ["--shard"]),
+        (["song.wav", "--like", "like_1.wav", "--filename", "{track}.{ext}"], 2, ["{stem}"]),
+        (["song.wav", "--like", "like_1.wav", "--format", "mp3", "--bit-depth", "24"], 2, ["--bit-depth"]),
+        (["song.wav", "--like", "like_1.wav", "--profile", "x"], 2, ["--profile"]),
+        (["missing.wav", "--like", "like_1.wav"], 1, ["missing.wav", "not found"]),
+    ],
+)
+def test_usage_and_input_errors(capsys, workdir, tiny_weights, args, code, needles):
+    got, _, err = separate(capsys, tiny_weights, *args)
+    assert got == code, err
+    assert_one_line_error(err, *needles)
+    assert not Path("separated").exists() or not list(Path("separated").rglob("*.wav"))
+
+
+def test_bad_example_clips(capsys, workdir, tiny_weights):
+    sf.write("short.wav", tone(0.4, channels=1), 44100)
+    sf.write("silent.wav", np.zeros((44100 * 2, 1), np.float32), 44100)
+    Path("garbage.wav").write_bytes(b"RIFF....garbage")
+    for name, needle in (("short.wav", "too short"), ("silent.wav", "silent"), ("garbage.wav", "decode")):
+        code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", name)
+        assert code == 2, err
+        assert_one_line_error(err, name, needle)
+
+
+def test_bad_inputs(capsys, workdir, tiny_weights):
+    sf.write("silent.wav", np.zeros((44100, 2), np.float32), 44100)
+    sf.write("empty.wav", np.zeros((0, 2), np.float32), 44100)
+    Path("text.wav").write_text("hello")
+    for name, needle in (("silent.wav", "silent"), ("empty.wav", "empty"), ("text.wav", "decode")):
+        code, _, err = separate(capsys, tiny_weights, name, "--like", "like_1.wav")
+        assert code == 1, err
+        assert_one_line_error(err, name, needle)
+    assert not list(Path(".").rglob("*.partial*")) and not list(Path("separated").rglob("*.wav"))
+
+
+def test_missing_and_corrupt_weights(capsys, workdir, tiny_weights):
+    code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "--weights", "nope.safetensors")
+    assert code == 2
+    assert_one_line_error(err, "nope.safetensors", "not found")
+    corrupt = workdir / "corrupt.safetensors"
+    corrupt.write_bytes(tiny_weights.read_bytes()[:5000])
+    code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "--weights", str(corrupt))
+    assert code == 2
+    assert_one_line_error(err, "corrupt.safetensors")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(capsys, workdir, tiny_weights):
+    locked = workdir / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "-o", "locked")
+    assert code == 1
+    assert_one_line_error(err, "locked")
+
+
+def test_output_folder_that_is_a_file(capsys, workdir, tiny_weights):
+    Path("taken").write_text("a file where the output folder should be")
+    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "-o", "taken")
+    assert code == 1
+    assert_one_line_error(err, "taken", "cannot create output folder")
+
+
+def test_interrupt_leaves_no_partial_file(capsys, workdir, tiny_weights, monkeypatch):
+    import mss_cli.engine as engine
+
+    def interrupted(self, blocks, frames):
+        yield next(iter(blocks))[:10]  # some output reaches the file, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine.OverlapAdd, "run", interrupted)
+    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav")
+    assert code == 130
+    assert "interrupted" in err
+    assert not [p for p in Path("separated").rglob("*") if p.is_file()]

@@ -1,0 +1,137 @@
+"""The streaming engine and audio plumbing: overlap-add exactness, seams, memory, resampling, layouts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import tone
+from mss_cli.audio import Resampler
+from mss_cli.conditioning import condition
+from mss_cli.engine import OverlapAdd
+from mss_cli.inputs import Naming, shard
+from mss_cli.metrics import snr_db
+from mss_cli.separate import Outputs, SeparationOptions, make_separator, separate_file
+from mss_cli.weights import load_model
+
+
+def blocks_of(x: np.ndarray, size: int = 4096):
+    return (x[i : i + size] for i in range(0, len(x), size))
+
+
+def run_engine(fn, x: np.ndarray, chunk: int, overlap: float, batch: int = 1, align: int = 1) -> np.ndarray:
+    engine = OverlapAdd(fn, chunk, overlap, batch, align=align)
+    return np.concatenate(list(engine.run(blocks_of(x), len(x))))
+
+
+@pytest.mark.parametrize("frames", [1, 999, 1000, 1001, 7777])
+@pytest.mark.parametrize("chunk, overlap, batch, align", [(1000, 0.0, 1, 1), (1000, 0.25, 1, 1), (640, 0.5, 3, 64),
+                                                          (300, 0.75, 2, 1), (1000, 0.3, 2, 128)])
+def test_overlap_add_reconstructs_a_pointwise_model_exactly(frames, chunk, overlap, batch, align):
+    x = np.random.default_rng(frames).standard_normal((frames, 3)).astype(np.float32)
+    y = run_engine(lambda rows: 0.5 * rows, x, chunk, overlap, batch, align)
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, 0.5 * x, atol=1e-6)
+
+
+def test_chunked_output_matches_whole_track(tiny_weights):
+    model = load_model(tiny_weights)
+    cond = torch.randn(model.config.cond_dim)
+    x = tone(20.0, freq=180) + tone(20.0, freq=610, seed=5)
+    fn = make_separator(model, cond)
+    align = model.config.hop * model.config.frame_multiple
+    whole = run_engine(fn, x, len(x) + 44100, 0.0, align=align)
+    for chunk, overlap in ((2.0, 0.25), (5.0, 0.25), (5.0, 0.5)):
+        chunked = run_engine(fn, x, int(chunk * 44100), overlap, align=align)
+        assert snr_db(whole, chunked) > 30.0
+
+
+def test_resampling_round_trip_keeps_length_and_signal():
+    t = np.arange(96000) / 48000  # band-limited content: what 44.1 kHz can carry survives the trip
+    x = np.stack([np.sin(2 * np.pi * 1000 * t), 0.5 * np.sin(2 * np.pi * 7000 * t)], axis=1).astype(np.float32)
+    down, up = Resampler(48000, 44100, 2), Resampler(44100, 48000, 2)
+    mid = np.concatenate([down(b) for b in blocks_of(x, 3001)] + [down(x[:0], last=True)])
+    assert len(mid) == round(len(x) * 44100 / 48000)
+    back = np.concatenate([up(b) for b in blocks_of(mid, 2999)] + [up(mid[:0], last=True)])
+    assert back.shape == x.shape
+    edge = 2000  # the filters' edges
+    assert snr_db(x[edge:-edge], back[edge:-edge]) > 60.0
+
+
+@pytest.mark.parametrize("channels, rate", [(1, 44100), (2, 48000), (6, 22050)])
+def test_channel_layouts_and_rates_are_kept(tmp_path, tiny_weights, channels, rate):
+    model = load_model(tiny_weights)
+    sf.write(tmp_path / "like.wav", tone(1.5, channels=1), 44100)
+    cond = condition(model, [str(tmp_path / "like.wav")])
+    src = tmp_path / "in.flac"
+    sf.write(src, tone(2.5, rate=rate, channels=channels), rate)
+    outputs = Outputs({"target": ("t", tmp_path / "t.wav"), "residual": ("r", tmp_path / "r.wav")})
+    separate_file(model, cond.vector, src, outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
+    t, tr = sf.read(tmp_path / "t.wav", always_2d=True)
+    r, _ = sf.read(tmp_path / "r.wav", always_2d=True)
+    x, _ = sf.read(src, always_2d=True)
+    assert tr == rate and t.shape == x.shape
+    np.testing.assert_allclose(t + r, x, atol=1e-5)
+
+
+def test_long_examples_are_windowed_not_truncated(tmp_path, tiny_weights):
+    from mss_cli.conditioning import clip_windows
+
+    sf.write(tmp_path / "long.wav", tone(10.0, channels=2), 44100)
+    windows = clip_windows(tmp_path / "long.wav", 44100)
+    assert [len(w) for w in windows] == [3 * 44100] * 3 + [44100]
+    model = load_model(tiny_weights)
+    assert condition(model, [str(tmp_path / "long.wav")]).vector.shape == (model.config.cond_dim,)
+
+
+def test_template_naming_and_shards():
+    naming = Naming(Path("out"), "{parent}/{track}-{stem}.{ext}", "flac")
+    assert naming.path("/music/album/01 song.mp3", "guitar") == Path("out/album/01 song-guitar.flac")
+    assert naming.path("-", "target") == Path("out/stdin/stdin-target.flac")
+    items = [f"f{i:02d}" for i in range(11)]
+    parts = [shard(items, (i, 4)) for i in range(1, 5)]
+    assert sorted(sum(parts, [])) == items and [len(p) for p in parts] == [3, 3, 3, 2]
+    assert shard(items[::-1], (2, 4)) == parts[1]  # independent of argument order
+
+
+PEAK_RSS = textwrap.dedent(
+    """
+    import json, resource, sys
+    from pathlib import Path
+    import torch
+    from mss_cli.weights import load_model
+    from mss_cli.separate import Outputs, SeparationOptions, separate_file
+    model = load_model(sys.argv[1])
+    out = Path(sys.argv[3])
+    separate_file(model, torch.zeros(model.config.cond_dim), sys.argv[2],
+                  Outputs({"target": ("t", out / "t.wav"), "residual": ("r", out / "r.wav")}),
+                  SeparationOptions(chunk_seconds=10.0, overwrite=True))
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    """
+)
+
+
+def test_peak_memory_does_not_grow_with_track_length(tmp_path, tiny_weights):
+    """A 60-minute track separates in about the same peak memory as a 1-minute one."""
+    rss = {}
+    for minutes in (1, 60):
+        src = tmp_path / f"{minutes}.wav"
+        rate = 8000  # keeps the 60-minute file small on disk; it is resampled to 44.1 kHz and back
+        with sf.SoundFile(src, "w", rate, 1, subtype="PCM_16") as fh:
+            for _ in range(minutes):
+                fh.write(tone(60.0, rate=rate, channels=1, freq=300))
+        proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(tiny_weights), str(src), str(tmp_path)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        rss[minutes] = json.loads(proc.stdout)["peak_rss_mb"]
+        assert sf.info(tmp_path / "t.wav").frames == minutes * 60 * rate
+    print(f"peak RSS: 1 min {rss[1]:.0f} MB, 60 min {rss[60]:.0f} MB")
+    assert rss[60] < rss[1] * 1.10
