@@ -345,10 +345,21 @@ def data_build(
     print(json.dumps(build(folder, generated, corpus, seed, val_fraction, timbre, jobs)))
 
 
+@data_app.command("demo")
+def data_demo(
+    out: Path = typer.Option(Path("examples"), "--out", help="Folder for demo_mix.flac, reference/ and clips/."),
+) -> None:
+    """Render the README's demo mix and example clips (redistributable soundfonts, unseen works)."""
+    from mss_cli.data.demo import render_demo
+
+    for path in render_demo(out):
+        print(path)
+
+
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", help="Dataset folder (mss data build)."),
-    run: Path = typer.Option(..., "--run", help="Run folder: checkpoints, log.csv, curve.png (resumed if present)."),
+    run: Path = typer.Option(..., "--run-dir", help="Run folder: checkpoints, log.csv, curve.png (resumed if present)."),
     kind: str = typer.Option("fewshot", "--kind", help="fewshot or classcond (the baseline)."),
     steps: int = typer.Option(100_000, "--steps", min=1),
     minutes: float = typer.Option(0.0, "--minutes", min=0.0, help="Stop after this many minutes (0: no limit)."),
@@ -375,6 +386,35 @@ def train(
     if export_to:
         export(checkpoint, export_to)
         say(f"mss: weights written to {export_to}")
+
+
+@app.command("eval")
+def evaluate_command(
+    data: Optional[Path] = typer.Option(None, "--data", help="A rendered dataset (mss data build): the paper's table."),
+    folder: Optional[Path] = typer.Option(None, "--folder", help="Your own cases: CASE/mixture.*, target.*, like/*, not/*."),
+    out: Path = typer.Option(Path("docs"), "--out", "-o", help="Where evaluation.md, .jsonl and .png go."),
+    episodes: int = typer.Option(30, "--episodes", min=1, help="Episodes per group (seen, unseen, unseen timbre)."),
+    seed: int = typer.Option(7, "--seed"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Few-shot model (default: shipped)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Class-conditioned model to compare."),
+    threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: default)."),
+) -> None:
+    """Measure separation quality (SDR, SI-SDR, SDRi): on the validation data, or on your folder."""
+    import torch
+
+    from mss_cli import evaluate as ev
+
+    if (data is None) == (folder is None):
+        raise UsageError("give exactly one of --data or --folder")
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model_for(weights, "cpu")
+    if folder is not None:
+        cases = ev.evaluate_folder(model, folder, progress=say)
+    else:
+        base = load_model_for(baseline, "cpu") if baseline else None
+        cases = ev.evaluate(data, model, base, episodes, seed, progress=say)
+    print(ev.save(cases, out, "mss " + " ".join(sys.argv[1:])))
 
 
 def split_example_lists(argv: list[str]) -> list[str]:

@@ -224,12 +224,6 @@ class Separator(nn.Module):
         spec, feats = self.features(audio)
         return self.spectrogram.istft(spec * self.mask(feats, cond), audio.shape[-1])
 
-    def masked_magnitude(self, audio: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
-        """Training view: (estimated magnitude, mixture spectrogram) over the modelled bins."""
-        spec, feats = self.features(audio)
-        mask = self.mask(feats, cond)
-        return (mask * spec.abs())[:, : self.config.bins], spec
-
 
 def masked_mean(x: Tensor, valid: Tensor | None) -> Tensor:
     """Mean over dim 1 of (B, K, E), counting only valid entries (at least one per row)."""

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from mss_cli.data.episodes import Episode, EpisodeSampler, collate
 from mss_cli.data.taxonomy import load_taxonomy
@@ -68,9 +67,16 @@ class TrainStep(nn.Module):
         return m.conditioning(pos, neg, batch["positive_valid"], batch["negative_valid"])
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        estimate, _ = self.model.masked_magnitude(batch["mixture"], self.cond(batch))
-        target = self.model.spectrogram.stft(batch["target"])[:, : self.model.config.bins].abs()
-        return F.l1_loss(estimate, target)
+        estimate = self.model(batch["mixture"], self.cond(batch))
+        return negative_sdr(batch["target"], estimate).mean()
+
+
+def negative_sdr(target: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """-SDR per example (dB), the evaluation metric itself. Unlike a magnitude L1 it weighs quiet
+    and loud targets alike, so 'output silence' (SDR 0 dB) is not a comfortable minimum."""
+    error = ((target - estimate) ** 2).sum(dim=-1)
+    energy = (target**2).sum(dim=-1)
+    return 10 * torch.log10(error + eps) - 10 * torch.log10(energy + eps)
 
 
 def _distributed() -> tuple[int, int]:
@@ -157,7 +163,7 @@ def plot_curve(log_path: Path, png_path: Path) -> None:
     steps = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     ax[0].plot(steps, [float(r["loss"]) for r in rows])
-    ax[0].set(xlabel="step", ylabel="L1 loss (train, smoothed)", yscale="log")
+    ax[0].set(xlabel="step", ylabel="-SDR loss (train, smoothed, dB)")
     val = [(int(r["step"]), float(r["val_sdri"]), float(r["val_sdri_neg"])) for r in rows if r["val_sdri"]]
     if val:
         ax[1].plot([v[0] for v in val], [v[1] for v in val], label="5 positives")

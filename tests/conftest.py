@@ -49,3 +49,26 @@ def workdir(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """Five generated songs and two chorales, rendered with FluidSynth (the Debian packages of .ci/run)."""
+    import os
+
+    from mss_cli.data.render import build
+    from mss_cli.data.taxonomy import load_taxonomy
+
+    missing = [f for f in load_taxonomy().train_soundfonts + load_taxonomy().reserved_soundfonts if not os.path.exists(f)]
+    try:
+        import fluidsynth  # noqa: F401  (needs the Debian libfluidsynth)
+    except (ImportError, OSError) as exc:
+        missing.append(f"libfluidsynth ({exc})")
+    if missing:
+        message = f"FluidSynth or soundfonts missing (install .ci/apt-packages.txt): {missing}"
+        if os.environ.get("MSS_REQUIRE_DATA_TESTS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    root = tmp_path_factory.mktemp("data")
+    build(root, generated=5, corpus=2, seed=3, val_fraction=0.3, timbre=1, jobs=2, progress=False)
+    return root

@@ -1,0 +1,109 @@
+"""Data synthesis: rendered stems, manifest, mixture alignment and the episode sampler's guarantees."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from mss_cli.data.episodes import EpisodeSampler, collate
+from mss_cli.data.render import build, plan, read_manifest
+from mss_cli.data.scores import pop_arrangement
+from mss_cli.data.taxonomy import load_taxonomy
+
+
+def test_taxonomy_holds_out_a_quarter_of_the_classes_across_families():
+    tax = load_taxonomy()
+    assert len(tax.unseen) >= len(tax.classes) / 4
+    unseen_families = {tax.get(c).family for c in tax.unseen}
+    assert len(unseen_families) >= 4
+    for c in tax.classes:
+        assert c.low < c.high and (c.programs or c.is_drums)
+    assert not set(tax.reserved_soundfonts) & set(tax.train_soundfonts)
+    assert set(tax.redistributable_soundfonts) <= set(tax.train_soundfonts)
+
+
+def test_generated_arrangements_are_deterministic_and_in_range():
+    import random
+
+    tax = load_taxonomy()
+    a = pop_arrangement("w", tax, random.Random("s"))
+    b = pop_arrangement("w", tax, random.Random("s"))
+    assert [(s.instrument, len(s.notes)) for s in a.stems] == [(s.instrument, len(s.notes)) for s in b.stems]
+    assert len({s.instrument for s in a.stems}) == len(a.stems)  # one stem per class
+    for stem in a.stems:
+        if stem.instrument != "drums":
+            cls = tax.get(stem.instrument)
+            assert all(cls.low <= n.pitch <= cls.high for n in stem.notes)
+
+
+def test_splits_are_stable_and_disjoint():
+    specs = plan(40, 0, seed=1, val_fraction=0.2, timbre=2)
+    again = plan(60, 0, seed=1, val_fraction=0.2, timbre=2)
+    split = {s.work_id: s.split for s in again}
+    assert all(split[s.work_id] == s.split for s in specs if s.split != "timbre")
+    assert {s.split for s in specs} == {"train", "val", "timbre"}
+
+
+def test_rendered_stems_and_manifest(tiny_dataset):
+    rows = read_manifest(tiny_dataset)
+    lines = (tiny_dataset / "manifest.jsonl").read_text().splitlines()
+    assert [json.loads(l) for l in lines] == rows
+    assert {"work", "class", "program", "soundfont", "split", "duration", "path"} <= set(rows[0])
+    by_work: dict[str, list[dict]] = {}
+    for r in rows:
+        by_work.setdefault(r["work"], []).append(r)
+    assert any(w.startswith("m21_") for w in by_work)
+    assert any(r["split"] == "timbre" for r in rows)
+    tax = load_taxonomy()
+    for work, stems in by_work.items():
+        audio = [np.load(tiny_dataset / r["path"]) for r in stems]
+        assert len({a.shape for a in audio}) == 1 and audio[0].dtype == np.int16 and audio[0].shape[1] == 2
+        mixture = np.sum([a.astype(np.float64) / 32768 for a in audio], axis=0)
+        assert np.abs(mixture).max() < 1.0  # the mixture (sum of the stems) never clips
+        assert all(np.abs(a).max() > 0 for a in audio)
+        fonts = {r["soundfont"] for r in stems}
+        reserved = {p.rsplit("/", 1)[-1] for p in tax.reserved_soundfonts}
+        if stems[0]["split"] == "timbre":
+            assert fonts <= reserved
+        else:
+            assert not fonts & reserved
+
+
+def test_build_resumes_without_rerendering(tiny_dataset):
+    before = {p: p.stat().st_mtime_ns for p in (tiny_dataset / "stems").rglob("*.npy")}
+    stats = build(tiny_dataset, generated=5, corpus=2, seed=3, val_fraction=0.3, timbre=1, jobs=1, progress=False)
+    assert stats["rendered_stem_hours"] == 0
+    assert {p: p.stat().st_mtime_ns for p in (tiny_dataset / "stems").rglob("*.npy")} == before
+
+
+def test_episode_sampler_guarantees(tiny_dataset):
+    tax = load_taxonomy()
+    sampler = EpisodeSampler(tiny_dataset, "train", segment=44100, example=22050, seed=0)
+    targets = Counter()
+    for _ in range(40):
+        e = sampler.sample()
+        targets[e.target_class] += 1
+        assert e.target_class in tax.seen  # unseen classes are never training targets
+        assert e.work not in e.positive_works  # positives come from other works
+        assert e.target_class not in e.negative_classes  # negatives are never the target class
+        assert 1 <= len(e.positives) <= 5 and len(e.negatives) <= 5
+        assert e.mixture.shape == e.target.shape == (44100,) and e.positives.shape[1] == 22050
+        assert np.abs(e.mixture).max() <= 1.0
+    assert len(targets) > 1
+    batch = collate([sampler.sample() for _ in range(3)])
+    assert batch["positives"].shape[0] == 3 and batch["positive_valid"].any(dim=1).all()
+    fixed = sampler.sample(positives=2, negatives=0)
+    assert len(fixed.positives) <= 2 and len(fixed.negatives) == 0
+
+
+def test_unseen_split_for_evaluation(tiny_dataset):
+    tax = load_taxonomy()
+    try:
+        sampler = EpisodeSampler(tiny_dataset, "train", segment=44100, example=22050, targets="unseen")
+    except ValueError:
+        pytest.skip("this tiny dataset has no unseen class in two works")
+    for _ in range(5):
+        assert sampler.sample().target_class in tax.unseen
