@@ -150,7 +150,7 @@ def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: i
 
 def table(cases: list[Case]) -> str:
     """Markdown: median SDRi / SDR per method and group."""
-    groups = [g for g in GROUPS if any(c.group == g for c in cases)]
+    groups = list(dict.fromkeys(c.group for c in cases))
     methods = list(dict.fromkeys(c.method for c in cases))
     head = "| method | " + " | ".join(f"{g}: SDRi / SDR / SI-SDR (dB)" for g in groups) + " |"
     lines = [head, "|---" * (len(groups) + 1) + "|"]
@@ -161,7 +161,7 @@ def table(cases: list[Case]) -> str:
             cells.append(f"{np.median([c.sdri for c in sel]):+.2f} / {np.median([c.sdr for c in sel]):.2f} / "
                          f"{np.median([c.si_sdr for c in sel]):.2f}" if sel else "n/a")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    counts = ", ".join(f"{g}: {len({id(c) for c in cases if c.group == g and c.method == methods[0]})} episodes" for g in groups)
+    counts = ", ".join(f"{g}: {sum(c.group == g and c.method == methods[0] for c in cases)} cases" for g in groups)
     return "\n".join(lines) + f"\n\nMedians over fixed episodes ({counts}); {SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips.\n"
 
 
@@ -171,7 +171,7 @@ def chart(cases: list[Case], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [g for g in GROUPS if any(c.group == g for c in cases)]
+    groups = list(dict.fromkeys(c.group for c in cases))
     methods = list(dict.fromkeys(c.method for c in cases))
     fig, ax = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(groups)

@@ -1,0 +1,144 @@
+"""Speed and memory of mss, and of peers' architectures, on one machine in one run; prints a table.
+
+    python benchmarks/bench.py [--threads 2] [--skip-peers]
+
+All figures come from the same 3-minute 44.1 kHz stereo track (the demo mix, repeated). The peers
+(HTDemucs, Open-Unmix) run with random weights: weights do not change speed. They are optional,
+benchmark-only installs: `pip install --no-deps demucs openunmix && pip install einops julius`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+RATE = 44100
+
+
+def make_track(path: Path, seconds: float) -> Path:
+    """The demo mix repeated (alternately reversed) to ``seconds``, written block by block."""
+    mix, _ = sf.read(EXAMPLES / "demo_mix.flac", dtype="float32")
+    with sf.SoundFile(path, "w", RATE, 2, subtype="PCM_16") as fh:
+        left, flip = int(seconds * RATE), False
+        while left > 0:
+            piece = (mix[::-1] if flip else mix)[:left]
+            fh.write(piece)
+            left -= len(piece)
+            flip = not flip
+    return path
+
+
+def mss(*args: str, threads: int) -> tuple[float, dict]:
+    """Run the mss CLI in a fresh process; returns wall seconds and the child's peak RSS (MB)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    code = ("import resource, sys, json\nfrom mss_cli.cli import main\nrc = 0\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code or 0\n"
+            "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), file=sys.stderr)\n"
+            "sys.exit(rc)\n")
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
+    wall = time.time() - started
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return wall, json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def peer_rtf(name: str, track: np.ndarray, threads: int) -> float | None:
+    """Seconds of audio per second for a peer architecture (random weights), or None if not installed."""
+    import torch
+
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(track.T.copy())[None]
+    try:
+        if name == "HTDemucs":
+            from demucs.apply import apply_model
+            from demucs.htdemucs import HTDemucs
+
+            model = HTDemucs(sources=["drums", "bass", "other", "vocals"]).eval()
+            run = lambda: apply_model(model, x, shifts=0, split=True, overlap=0.25, progress=False)  # noqa: E731
+        else:
+            sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # imported, never used
+            import openunmix  # noqa: F401  (only to locate the package folder)
+            folder = Path(sys.modules["openunmix"].__file__).parent
+            pkg = types.ModuleType("umx_pkg")
+            pkg.__path__ = [str(folder)]
+            sys.modules["umx_pkg"] = pkg
+            umx = importlib.import_module("umx_pkg.model")
+            targets = {t: umx.OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size=512, max_bin=1487)
+                       for t in ("vocals", "drums", "bass", "other")}
+            model = umx.Separator(targets, niter=1, n_fft=4096, n_hop=1024, nb_channels=2).eval()
+            run = lambda: model(x)  # noqa: E731
+    except ImportError:
+        return None
+    with torch.inference_mode():
+        started = time.time()
+        run()
+        return track.shape[0] / RATE / (time.time() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--minutes", type=float, default=3.0, help="length of the speed track")
+    parser.add_argument("--long-minutes", type=float, default=30.0, help="length of the long memory track")
+    parser.add_argument("--skip-peers", action="store_true")
+    args = parser.parse_args()
+    clips = sorted(str(p) for p in (EXAMPLES / "clips").glob("trumpet_*.flac"))[:4] + [str(EXAMPLES / "clips" / "bass_1.flac")]
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        track_path = make_track(tmp_path / "track.wav", args.minutes * 60)
+        common = ["--like", *clips, "--device", "cpu", "--quiet", "--overwrite", "-o", str(tmp_path / "out")]
+        mss("separate", str(track_path), *common, threads=args.threads)  # warm the file cache
+        wall, _ = mss("separate", str(track_path), *common, threads=args.threads)
+        ours = args.minutes * 60 / wall
+        rows.append((f"mss separate, {args.minutes:g}-min stereo track, end to end (RTF, x real time)", f"{ours:.1f}x"))
+        embed_wall, _ = mss("embed", "--like", *clips, "-o", str(tmp_path / "p.safetensors"), "--overwrite",
+                            "--device", "cpu", "--quiet", threads=args.threads)
+        load_wall, _ = mss("info", "--json", threads=args.threads)
+        rows.append(("embedding 5 example clips (mss embed, incl. start-up and model load)", f"{embed_wall:.2f} s"))
+        rows.append(("  of which start-up + model load (mss info)", f"{load_wall:.2f} s"))
+        helps = []
+        for _ in range(5):
+            started = time.time()
+            subprocess.run([sys.executable, "-m", "mss_cli", "--help"], capture_output=True, check=True)
+            helps.append(time.time() - started)
+        rows.append(("mss --help start-up (median of 5)", f"{np.median(helps):.2f} s"))
+        rss = {}
+        for minutes in (1.0, args.long_minutes):
+            path = make_track(tmp_path / f"long{minutes:g}.wav", minutes * 60)
+            _, stats = mss("separate", str(path), *common, threads=args.threads)
+            rss[minutes] = stats["rss_mb"]
+            rows.append((f"peak RSS, {minutes:g}-min track", f"{stats['rss_mb']:.0f} MB"))
+            path.unlink()
+        rows.append(("peak RSS growth, long vs 1-min track", f"{(rss[args.long_minutes] / rss[1.0] - 1) * 100:+.1f}%"))
+        if not args.skip_peers:
+            track, _ = sf.read(track_path, dtype="float32")
+            for peer in ("HTDemucs", "Open-Unmix"):
+                rtf = peer_rtf(peer, track, args.threads)
+                if rtf is None:
+                    rows.append((f"{peer} (random weights)", "not installed"))
+                else:
+                    rows.append((f"{peer} (random weights, model only, RTF)", f"{rtf:.1f}x; mss is {ours / rtf:.1f}x faster"))
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch threads, Python {platform.python_version()}")
+    print("\n| measurement | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
