@@ -70,24 +70,28 @@ def log_magnitude(spec: Tensor, bins: int) -> Tensor:
 
 
 class ExampleEncoder(nn.Module):
-    """Embeds one example window (log-magnitude) into a vector; timbre lives in frequency, so the
-    frequency axis is kept (only downsampled) while time is pooled with mean and max."""
+    """Embeds one example window (log-magnitude) into a vector. Timbre lives in frequency, so the
+    frequency axis is kept (only downsampled) while time is pooled with mean and max. The input is
+    first average-pooled (4 bins x 2 frames): examples are many per episode, and at full resolution
+    the encoder would cost several times the U-Net."""
+
+    POOL = (4, 2)
 
     def __init__(self, bins: int, embed_dim: int) -> None:
         super().__init__()
-        widths = [16, 32, 64, 96, 128]
+        widths = [32, 64, 96, 128]
         layers: list[nn.Module] = []
         cin = 1
         for w in widths:
             layers += [nn.Conv2d(cin, w, 3, stride=2, padding=1), nn.BatchNorm2d(w), nn.ReLU()]
             cin = w
         self.convs = nn.Sequential(*layers)
-        freq = bins // 2 ** len(widths)
+        freq = -(-bins // self.POOL[0] // 2 ** len(widths))
         self.proj = nn.Sequential(nn.Linear(2 * cin * freq, 256), nn.ReLU(), nn.Linear(256, embed_dim))
 
     def forward(self, logmag: Tensor) -> Tensor:
         """(windows, 1, bins, T) -> (windows, embed_dim)."""
-        h = self.convs(logmag)
+        h = self.convs(F.avg_pool2d(logmag, self.POOL, ceil_mode=True))
         pooled = torch.cat([h.mean(dim=3), h.amax(dim=3)], dim=1)
         return self.proj(pooled.flatten(1))
 

@@ -21,6 +21,10 @@ from mss_cli.data.taxonomy import load_taxonomy
 SILENCE_RMS = 3e-3
 
 
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.dot(x, x) / max(1, x.size)))
+
+
 @dataclass
 class Episode:
     mixture: np.ndarray  # (samples,) float32
@@ -71,8 +75,12 @@ class EpisodeSampler:
         return self._cache[path]
 
     def _channel(self, audio: np.ndarray, start: int, length: int, channel: int) -> np.ndarray:
-        seg = np.asarray(audio[start : start + length], dtype=np.float32) / 32768.0
-        mono = seg.mean(axis=1) if channel == 2 else seg[:, channel]
+        """One channel (0, 1) or the mid (2) of a stem segment, float32, zero-padded to ``length``."""
+        seg = audio[start : start + length]
+        if channel == 2:
+            mono = (seg[:, 0].astype(np.float32) + seg[:, 1]) * np.float32(0.5 / 32768)
+        else:
+            mono = seg[:, channel].astype(np.float32) * np.float32(1 / 32768)
         return np.pad(mono, (0, length - mono.shape[0]))
 
     def _active_clip(self, row: dict, length: int, tries: int = 8) -> np.ndarray | None:
@@ -81,7 +89,7 @@ class EpisodeSampler:
         for _ in range(tries):
             start = self.rng.randrange(max(1, audio.shape[0] - length))
             clip = self._channel(audio, start, length, 2)
-            if np.sqrt(np.mean(clip**2)) > SILENCE_RMS:
+            if rms(clip) > SILENCE_RMS:
                 return clip
         return None
 
@@ -106,7 +114,7 @@ class EpisodeSampler:
             start = rng.randrange(max(1, length - self.segment))
             channel = rng.randrange(3)
             target = self._channel(self._audio(target_row), start, self.segment, channel)
-            if np.sqrt(np.mean(target**2)) < SILENCE_RMS:
+            if rms(target) < SILENCE_RMS:
                 continue
             others = [r for r in stems if r is not target_row and rng.random() > 0.2]
             if not others:
@@ -118,7 +126,7 @@ class EpisodeSampler:
             for r, g in zip(others, gains):
                 part = self._channel(self._audio(r), start, self.segment, channel) * g
                 mixture += part
-                if np.sqrt(np.mean(part**2)) > SILENCE_RMS:
+                if rms(part) > SILENCE_RMS:
                     present.append(r["class"])
             peak = np.abs(mixture).max()
             scale = rng.uniform(0.2, 1.0) / peak if peak > 0 else 1.0
