@@ -3,9 +3,9 @@
 The track arrives in blocks; chunks of ``chunk`` samples start every ``stride`` samples, each is
 separated (all its channels, and up to ``batch_size`` chunks, in one forward pass), weighted by a
 triangular window and accumulated. Output before the next chunk's start is final and leaves at
-once, so memory holds about two chunks whatever the track's length. The first and last chunks
-reach half a chunk past the track's ends (zero padding) so every sample is covered by the peak of
-some window, not only by a window's edge.
+once, so memory holds about ``batch_size`` + 1 chunks whatever the track's length. The first chunk
+starts at the track's start and the last is zero-padded past its end, exactly as the model sees
+the track's ends when it processes the whole track at once.
 """
 
 from __future__ import annotations
@@ -37,88 +37,67 @@ class OverlapAdd:
         self.batch_size = max(1, batch_size)
         self.window = chunk_window(self.chunk)
         self.on_chunk = on_chunk
-        self.lead = self.chunk // 2 // align * align  # zero padding so the track's start sits mid-window
 
     def chunks_for(self, frames: int) -> int:
         """How many chunks a track of ``frames`` samples needs (for progress bars)."""
-        total = frames + 2 * self.lead
-        return 1 + max(0, -(-(total - self.chunk) // self.stride))
+        return 1 + max(0, -(-(frames - self.chunk) // self.stride))
 
     def run(self, blocks: Iterable[np.ndarray], frames: int) -> Iterator[np.ndarray]:
         """Yield the separated signal for a track of exactly ``frames`` samples, block by block."""
-        padded_total = frames + 2 * self.lead
         n_chunks = self.chunks_for(frames)
         source = iter(blocks)
-        channels: int | None = None
-        inbuf = np.zeros((0, 0), np.float32)
-        in_start = 0  # padded-time index of inbuf[0]
-        fed = self.lead  # padded-time samples available (the lead is virtual zeros)
-        acc: np.ndarray | None = None
+        inbuf: np.ndarray | None = None  # input samples [in_start, in_start + len)
+        in_start = 0
+        acc: np.ndarray | None = None  # weighted output sum for samples [acc_start, ...)
         wsum = np.zeros(0, np.float64)
-        acc_start = 0  # padded-time index of acc[0]
-        emitted = 0  # output samples emitted (track time)
+        acc_start = 0
         pending: list[int] = []
-        next_chunk = 0
 
         def ensure(upto: int) -> None:
-            nonlocal inbuf, fed, channels
-            while fed < min(upto, self.lead + frames):
+            nonlocal inbuf
+            while (0 if inbuf is None else in_start + inbuf.shape[0]) < min(upto, frames):
                 block = next(source, None)
                 if block is None:
                     break
-                if channels is None:
-                    channels = block.shape[1]
-                    inbuf = np.zeros((self.lead, channels), np.float32)
-                inbuf = np.concatenate([inbuf, block.astype(np.float32, copy=False)])
-                fed += block.shape[0]
-
-        def slice_input(start: int) -> np.ndarray:
-            seg = inbuf[start - in_start : start - in_start + self.chunk]
-            return np.pad(seg, ((0, self.chunk - seg.shape[0]), (0, 0)))
+                block = block.astype(np.float32, copy=False)
+                inbuf = block if inbuf is None else np.concatenate([inbuf, block])
 
         def flush(final: bool) -> Iterator[np.ndarray]:
-            nonlocal acc, wsum, acc_start, emitted, inbuf, in_start
-            starts = pending[:]
-            pending.clear()
-            batch = np.stack([slice_input(s) for s in starts])  # (n, chunk, C)
+            nonlocal acc, wsum, acc_start, inbuf, in_start
+            batch = np.stack([np.pad(seg, ((0, self.chunk - seg.shape[0]), (0, 0)))
+                              for seg in (inbuf[s - in_start : s - in_start + self.chunk] for s in pending)])
             n, length, c = batch.shape
             rows = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 2, 1).reshape(n * c, length)))
             out = self.separate(rows).reshape(n, c, length).permute(0, 2, 1).numpy()
-            end = starts[-1] + self.chunk
+            end = pending[-1] + self.chunk
             if acc is None:
                 acc = np.zeros((0, c))
-            if acc.shape[0] < end - acc_start:
-                grow = end - acc_start - acc.shape[0]
+            grow = end - acc_start - acc.shape[0]
+            if grow > 0:
                 acc = np.concatenate([acc, np.zeros((grow, c))])
                 wsum = np.concatenate([wsum, np.zeros(grow)])
-            for s, y in zip(starts, out):
-                acc[s - acc_start : s - acc_start + length] += y * self.window[:, None]
-                wsum[s - acc_start : s - acc_start + length] += self.window
+            for start, y in zip(pending, out):
+                acc[start - acc_start : start - acc_start + length] += y * self.window[:, None]
+                wsum[start - acc_start : start - acc_start + length] += self.window
                 if self.on_chunk:
                     self.on_chunk()
-            ready = padded_total if final else (starts[-1] + self.stride)
-            ready = min(ready, self.lead + frames)
-            cut = ready - acc_start
-            if cut > 0:
-                done = (acc[:cut] / np.maximum(wsum[:cut], 1e-8)[:, None]).astype(np.float32)
-                skip = max(0, self.lead - acc_start)
-                piece = done[skip:]
-                if piece.shape[0]:
-                    emitted += piece.shape[0]
-                    yield piece
-                acc, wsum, acc_start = acc[cut:], wsum[cut:], acc_start + cut
-            drop = (starts[-1] + self.stride) - in_start
-            if drop > 0:
-                inbuf, in_start = inbuf[drop:], in_start + drop
+            # Everything before the next chunk's start has all its contributions: it is final.
+            next_start = pending[-1] + self.stride
+            ready = min(frames, next_start if not final else frames) - acc_start
+            if ready > 0:
+                yield (acc[:ready] / wsum[:ready, None]).astype(np.float32)
+                acc, wsum, acc_start = acc[ready:], wsum[ready:], acc_start + ready
+            if next_start > in_start:
+                inbuf, in_start = inbuf[next_start - in_start :], next_start
+            pending.clear()
 
-        while next_chunk < n_chunks:
-            start = next_chunk * self.stride
+        for index in range(n_chunks):
+            start = index * self.stride
             ensure(start + self.chunk)
-            if channels is None:
+            if inbuf is None:
                 raise ValueError("no audio data")
             pending.append(start)
-            next_chunk += 1
-            if len(pending) == self.batch_size or next_chunk == n_chunks:
-                yield from flush(final=next_chunk == n_chunks)
-        if emitted != frames:
-            raise RuntimeError(f"overlap-add produced {emitted} of {frames} samples")
+            if len(pending) == self.batch_size or index == n_chunks - 1:
+                yield from flush(final=index == n_chunks - 1)
+        if acc_start != frames:
+            raise RuntimeError(f"overlap-add produced {acc_start} of {frames} samples")
