@@ -157,6 +157,11 @@ def separate(
         return
 
     model = load_model_for(weights, device)
+    if jobs > 1 and next(model.parameters()).device.type == "cpu":
+        import torch
+
+        # N files at once share the cores: N x all-core thread pools would oversubscribe them badly.
+        torch.set_num_threads(max(1, torch.get_num_threads() // jobs))
     started = time.time()
     cond = conditioning_for(model, positives, negatives, profile)
     if not quiet and not as_json:

@@ -229,6 +229,44 @@ class Separator(nn.Module):
         return self.spectrogram.istft(spec * self.mask(feats, cond), audio.shape[-1])
 
 
+@torch.no_grad()
+def fold_batch_norm(conv: nn.Module, norm: nn.Module, out_dim: int) -> None:
+    """Fold an eval-mode batch norm into the preceding convolution (``out_dim``: the weight's output
+    axis: 0 for Conv2d, 1 for ConvTranspose2d). The pair then computes the same in one op."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    shift = -norm.running_mean * scale
+    if norm.affine:
+        shift = shift * norm.weight + norm.bias
+        scale = scale * norm.weight
+    shape = [1] * conv.weight.dim()
+    shape[out_dim] = -1
+    conv.weight.mul_(scale.reshape(shape))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+    conv.bias = nn.Parameter(bias * scale + shift)
+
+
+def fuse_for_inference(model: "Separator") -> "Separator":
+    """Fold every batch norm into its convolution: identical output, fewer passes over memory.
+    Only for inference (the statistics are frozen); the model is left in eval mode."""
+    model.eval()
+    unet = model.unet
+    for i, (conv, norm) in enumerate(zip(unet.encoder, unet.enc_norm)):
+        fold_batch_norm(conv, norm, 0)
+        unet.enc_norm[i] = nn.Identity()
+    for i, (deconv, norm) in enumerate(zip(unet.decoder, unet.dec_norm)):
+        if isinstance(norm, nn.BatchNorm2d):
+            fold_batch_norm(deconv, norm, 1)
+            unet.dec_norm[i] = nn.Identity()
+    if hasattr(model, "encoder"):
+        layers = list(model.encoder.convs)
+        for i, layer in enumerate(layers):
+            if isinstance(layer, nn.BatchNorm2d):
+                fold_batch_norm(layers[i - 1], layer, 0)
+                layers[i] = nn.Identity()
+        model.encoder.convs = nn.Sequential(*layers)
+    return model
+
+
 def masked_mean(x: Tensor, valid: Tensor | None) -> Tensor:
     """Mean over dim 1 of (B, K, E), counting only valid entries (at least one per row)."""
     if valid is None:

@@ -194,7 +194,7 @@ def train(cfg: TrainConfig) -> Path:
     elif cfg.init:
         from mss_cli.weights import load_model
 
-        model.load_state_dict(load_model(cfg.init).state_dict())
+        model.load_state_dict(load_model(cfg.init, fuse=False).state_dict())
     model.to(device)
     for s in opt.state.values():
         for k, v in s.items():

@@ -70,13 +70,15 @@ def save_model(model, path: str | Path, half: bool = True, extra: dict | None = 
     return path
 
 
-def load_model(path: str | Path | None = None, device: str = "cpu"):
-    """Build the model described by a weights file and load its tensors (float32, eval mode)."""
+def load_model(path: str | Path | None = None, device: str = "cpu", fuse: bool = True):
+    """Build the model described by a weights file and load its tensors (float32, eval mode).
+
+    ``fuse`` folds batch norms into the convolutions for inference; training needs them kept."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from mss_cli.model import ModelConfig, Separator
+    from mss_cli.model import ModelConfig, Separator, fuse_for_inference
 
     path = Path(path) if path else shipped_weights()
     meta = read_metadata(path)
@@ -91,6 +93,8 @@ def load_model(path: str | Path | None = None, device: str = "cpu"):
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as exc:
         raise MssError(f"{path}: weights do not match the model config ({str(exc).splitlines()[0]})") from None
+    if fuse:
+        fuse_for_inference(model)
     model.model_id = model_id(path)
     model.weights_path = str(path)
     return model.to(torch.device(device)).eval()

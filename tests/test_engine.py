@@ -135,3 +135,32 @@ def test_peak_memory_does_not_grow_with_track_length(tmp_path, tiny_weights):
         assert sf.info(tmp_path / "t.wav").frames == minutes * 60 * rate
     print(f"peak RSS: 1 min {rss[1]:.0f} MB, 60 min {rss[60]:.0f} MB")
     assert rss[60] < rss[1] * 1.10
+
+
+def test_folding_batch_norms_keeps_the_output(tiny_weights):
+    """load_model folds batch norms into the convolutions; the separation must not change."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    from mss_cli.model import ModelConfig, Separator, fuse_for_inference
+    from mss_cli.weights import read_metadata
+
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in load_model(tiny_weights).modules())
+    plain = Separator(ModelConfig.from_dict(json.loads(read_metadata(tiny_weights)["config"])))
+    plain.load_state_dict(load_file(str(tiny_weights)))
+    plain.eval()
+    with torch.no_grad():  # non-trivial running statistics and affine terms, as after training
+        for m in plain.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+    fused = fuse_for_inference(copy.deepcopy(plain))
+    x = torch.from_numpy(tone(2.0, channels=1)[:, 0])[None]
+    with torch.inference_mode():
+        cond = plain.conditioning(plain.embed_windows(x)[None])
+        np.testing.assert_allclose(fused.conditioning(fused.embed_windows(x)[None]).numpy(), cond.numpy(), atol=1e-5)
+        np.testing.assert_allclose(fused(x, cond).numpy(), plain(x, cond).numpy(), atol=1e-5)

@@ -58,3 +58,13 @@ def test_distributed_training_with_two_cpu_processes(tmp_path, tiny_dataset):
     assert proc.returncode == 0, proc.stderr[-2000:]
     with safe_open(str(tmp_path / "ddp" / "last.safetensors"), "pt") as fh:
         assert fh.metadata()["step"] == "2"
+
+
+def test_training_can_start_from_shipped_style_weights(tmp_path, tiny_dataset):
+    """--init continues from an exported (fp16) weights file, e.g. in a fresh session."""
+    first = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "a"), channels=TINY_CHANNELS, steps=1, batch=2,
+                        val_episodes=1, val_every=1, threads=2)
+    weights = export(train(first), tmp_path / "a.safetensors")
+    second = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "b"), channels=TINY_CHANNELS, steps=1, batch=2,
+                         val_episodes=1, val_every=1, threads=2, init=str(weights))
+    assert train(second).exists()

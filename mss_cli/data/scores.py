@@ -259,8 +259,9 @@ def corpus_work(path: str, work_id: str, taxonomy: Taxonomy, rng: random.Random,
     parts = list(score.parts)
     if len(parts) < 2:
         return None
-    bpm = rng.uniform(60, 110)
+    bpm = rng.uniform(60, 110)  # a tempo per rendering: scores' own marks are mostly absent
     beat = 60.0 / bpm
+    shift = rng.randint(-3, 3)  # transposition per work; classes are then chosen to fit the ranges
     used: set[str] = set()
     stems: list[Stem] = []
     for part in parts:
@@ -270,7 +271,7 @@ def corpus_work(path: str, work_id: str, taxonomy: Taxonomy, rng: random.Random,
             if start >= max_seconds:
                 break
             for p in n.pitches:
-                notes.append(Note(start, max(0.05, float(n.quarterLength) * beat * 0.95), p.midi, rng.randint(70, 105)))
+                notes.append(Note(start, max(0.05, float(n.quarterLength) * beat * 0.95), p.midi + shift, rng.randint(70, 105)))
         if not notes:
             continue
         pitches = sorted(n.pitch for n in notes)
