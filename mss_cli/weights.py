@@ -17,9 +17,9 @@ DEFAULT_WEIGHTS = "mss-fewshot.safetensors"
 
 
 def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path:
-    """The shipped model: installed as ``mss_cli/weights/`` by pip, or ``weights/`` in a checkout."""
+    """The shipped model: installed as ``mss_cli/shipped/`` by pip, or ``weights/`` in a checkout."""
     package = Path(str(resources.files("mss_cli")))
-    for folder in (package / "weights", package.parent / "weights"):
+    for folder in (package / "shipped", package.parent / "weights"):
         if (folder / name).is_file():
             return folder / name
     return package.parent / "weights" / name
