@@ -168,7 +168,7 @@ def separate(
         say(f"mss: {len(cond.positives)} example(s)" + (f", {len(cond.negatives)} negative(s)" if cond.negatives else "")
             + f" embedded in {time.time() - started:.1f} s on {next(model.parameters()).device}")
 
-    from mss_cli.separate import Outputs, SeparationOptions, separate_file
+    from mss_cli.separate import Outputs, SeparationOptions
 
     options = SeparationOptions(chunk, overlap, batch_size, fmt.value, bit_depth.value if bit_depth else None, overwrite)
     naming = Naming(Path(out), filename, FORMATS[fmt.value][1])

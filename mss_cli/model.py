@@ -273,7 +273,3 @@ def masked_mean(x: Tensor, valid: Tensor | None) -> Tensor:
         return x.mean(dim=1)
     w = valid.to(x.dtype).unsqueeze(-1)
     return (x * w).sum(dim=1) / w.sum(dim=1).clamp_min(1.0)
-
-
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

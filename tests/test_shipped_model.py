@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from mss_cli.cli import main
 from mss_cli.conditioning import condition
