@@ -57,6 +57,23 @@ def mss(*args: str, threads: int) -> tuple[float, dict]:
     return wall, json.loads(proc.stderr.strip().splitlines()[-1])
 
 
+def model_rtf(threads: int, seconds: float = 20.0, repeats: int = 3) -> float:
+    """Our model's forward pass alone (stereo chunk, shipped weights): the ceiling for end to end."""
+    import torch
+
+    from mss_cli.weights import load_model
+
+    torch.set_num_threads(threads)
+    model = load_model()
+    x, cond = torch.randn(2, int(seconds * RATE)), torch.zeros(2, model.config.cond_dim)
+    with torch.inference_mode():
+        model(x, cond)
+        started = time.time()
+        for _ in range(repeats):
+            model(x, cond)
+    return seconds * repeats / (time.time() - started)
+
+
 def peer_rtf(name: str, track: np.ndarray, threads: int) -> float | None:
     """Seconds of audio per second for a peer architecture (random weights), or None if not installed."""
     import torch
@@ -107,6 +124,7 @@ def main() -> None:
         wall, _ = mss("separate", str(track_path), *common, threads=args.threads)
         ours = args.minutes * 60 / wall
         rows.append((f"mss separate, {args.minutes:g}-min stereo track, end to end (RTF, x real time)", f"{ours:.1f}x"))
+        rows.append(("  model forward pass alone (20-s stereo chunk, RTF)", f"{model_rtf(args.threads):.1f}x"))
         embed_wall, _ = mss("embed", "--like", *clips, "-o", str(tmp_path / "p.safetensors"), "--overwrite",
                             "--device", "cpu", "--quiet", threads=args.threads)
         load_wall, _ = mss("info", "--json", threads=args.threads)
