@@ -107,3 +107,26 @@ def test_unseen_split_for_evaluation(tiny_dataset):
         pytest.skip("this tiny dataset has no unseen class in two works")
     for _ in range(5):
         assert sampler.sample().target_class in tax.unseen
+
+
+def test_hydrogen_kits_play_gm_drum_parts():
+    """Recorded Hydrogen kits (Debian hydrogen-drumkits) play the generated drum parts."""
+    import os
+    import random
+
+    from mss_cli.data.hydrogen import PREFIX, HydrogenKit, available_kits
+    from mss_cli.data.render import SynthPool
+    from mss_cli.data.scores import drum_part
+
+    kits = available_kits(load_taxonomy().hydrogen_drumkits)
+    if not kits:
+        message = "hydrogen-drumkits not installed (see .ci/apt-packages.txt)"
+        if os.environ.get("MSS_REQUIRE_DATA_TESTS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    kit = HydrogenKit(kits[0][len(PREFIX) :], 44100)
+    assert {36, 38, 42} <= set(kit.notes)  # kick, snare, closed hi-hat
+    part = drum_part("rock", 2, 0.125, random.Random(0))
+    audio = SynthPool().render(part, kits[0], 0, 0, True)
+    assert audio.shape == (int((max(n.start for n in part) + 1.5) * 44100), 2)
+    assert np.abs(audio[:2205]).max() > 0.01  # the downbeat's kick and crash sound at once

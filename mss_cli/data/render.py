@@ -17,11 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from mss_cli.data.hydrogen import PREFIX as HYDROGEN
+from mss_cli.data.hydrogen import HydrogenKit, available_kits
 from mss_cli.data.scores import Note, Work, corpus_paths, corpus_work, pop_arrangement
 from mss_cli.data.taxonomy import Taxonomy, load_taxonomy
 
 SAMPLE_RATE = 44100
 TAIL_SECONDS = 1.5
+HYDROGEN_GAIN = 0.3  # recorded kits peak near full scale; FluidSynth renders at gain 0.4
 
 
 class SynthPool:
@@ -30,6 +33,7 @@ class SynthPool:
     def __init__(self, gain: float = 0.4) -> None:
         self.gain = gain
         self._synths: dict[str, tuple[object, int]] = {}
+        self._kits: dict[str, HydrogenKit] = {}
 
     def get(self, soundfont: str) -> tuple[object, int]:
         if soundfont not in self._synths:
@@ -43,7 +47,14 @@ class SynthPool:
         return self._synths[soundfont]
 
     def render(self, notes: list[Note], soundfont: str, bank: int, program: int, drums: bool) -> np.ndarray:
-        """Play ``notes`` on one preset; returns float32 (frames, 2) including the release tail."""
+        """Play ``notes`` on one preset; returns float32 (frames, 2) including the release tail.
+
+        A 'hydrogen:<folder>' soundfont plays the notes on that recorded Hydrogen drum kit."""
+        if soundfont.startswith(HYDROGEN):
+            folder = soundfont[len(HYDROGEN) :]
+            if folder not in self._kits:
+                self._kits[folder] = HydrogenKit(folder, SAMPLE_RATE)
+            return self._kits[folder].render(notes, SAMPLE_RATE, TAIL_SECONDS) * HYDROGEN_GAIN
         synth, sfid = self.get(soundfont)
         channel = 9 if drums else 0
         synth.system_reset()
@@ -156,7 +167,8 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
     if work is not None:
         reserved = spec.split == "timbre"
         fonts = tuple(f for f in (taxonomy.reserved_soundfonts if reserved else taxonomy.train_soundfonts) if os.path.exists(f))
-        kits = () if reserved else tuple(f for f in taxonomy.drumkit_soundfonts if os.path.exists(f))
+        kits = () if reserved else tuple(f for f in taxonomy.drumkit_soundfonts if os.path.exists(f)) + tuple(
+            available_kits(taxonomy.hydrogen_drumkits))
         global _POOL
         if "_POOL" not in globals():
             _POOL = SynthPool()

@@ -34,6 +34,7 @@ class Taxonomy:
     classes: tuple[InstrumentClass, ...]
     train_soundfonts: tuple[str, ...]
     drumkit_soundfonts: tuple[str, ...]
+    hydrogen_drumkits: str  # folder of Hydrogen kits (real recorded drums), used when installed
     reserved_soundfonts: tuple[str, ...]
     redistributable_soundfonts: tuple[str, ...]
     gm_drum_kits: tuple[int, ...]
@@ -80,6 +81,7 @@ def load_taxonomy() -> Taxonomy:
         classes=classes,
         train_soundfonts=tuple(sf["train"]),
         drumkit_soundfonts=tuple(sf["drumkits"]),
+        hydrogen_drumkits=sf["hydrogen_drumkits"],
         reserved_soundfonts=tuple(sf["reserved"]),
         redistributable_soundfonts=tuple(sf["redistributable"]),
         gm_drum_kits=tuple(raw["gm_drum_kits"]),
