@@ -83,7 +83,7 @@ class OverlapAdd:
                     self.on_chunk()
             # Everything before the next chunk's start has all its contributions: it is final.
             next_start = pending[-1] + self.stride
-            ready = min(frames, next_start if not final else frames) - acc_start
+            ready = (frames if final else min(frames, next_start)) - acc_start
             if ready > 0:
                 yield (acc[:ready] / wsum[:ready, None]).astype(np.float32)
                 acc, wsum, acc_start = acc[ready:], wsum[ready:], acc_start + ready

@@ -225,15 +225,15 @@ def evaluate_folder(model, folder: str | Path, progress=print) -> list[Case]:
         nots = sorted(str(p) for p in (case / "not").glob("*") if is_audio_file(p)) if (case / "not").is_dir() else []
         if not likes:
             raise UsageError(f"{case}: no example clips in like/")
+        ref, _ = sf.read(target, always_2d=True)
+        mix, _ = sf.read(mixture, always_2d=True)
+        if ref.shape != mix.shape:  # checked before the (slow) separation
+            raise UsageError(f"{case}: target and mixture differ in length or channels")
         cond = condition(model, likes, nots)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "target.wav"
             separate_file(model, cond.vector, mixture, Outputs({"target": ("target", out)}), SeparationOptions(bit_depth="32f"))
             est, _ = sf.read(out, always_2d=True)
-        ref, _ = sf.read(target, always_2d=True)
-        mix, _ = sf.read(mixture, always_2d=True)
-        if ref.shape != mix.shape:
-            raise UsageError(f"{case}: target and mixture differ in length or channels")
         channels = range(ref.shape[1])
         value = float(np.mean([bss_sdr(ref[:, c], est[:, c]) for c in channels]))
         floor = float(np.mean([bss_sdr(ref[:, c], mix[:, c]) for c in channels]))

@@ -132,19 +132,17 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
 
 def validate(model: Separator, episodes: list[Episode], use_negatives: bool) -> tuple[float, float]:
     """Median SDR and SDR improvement over the mixture on fixed validation episodes."""
+    from mss_cli.evaluate import classcond, fewshot
+
     model.eval()
     sdrs, gains = [], []
-    with torch.inference_mode():
-        for e in episodes:
-            if model.config.kind == "classcond":
-                cond = model.class_conditioning(torch.tensor([e.class_id]))
-            else:
-                pos = model.embed_windows(torch.from_numpy(e.positives))[None]
-                neg = model.embed_windows(torch.from_numpy(e.negatives))[None] if use_negatives and len(e.negatives) else None
-                cond = model.conditioning(pos, neg)
-            est = model(torch.from_numpy(e.mixture)[None], cond)[0].numpy()
-            sdrs.append(sdr(e.target, est))
-            gains.append(sdrs[-1] - sdr(e.target, e.mixture))
+    for e in episodes:
+        if model.config.kind == "classcond":
+            est = classcond(model, e)
+        else:
+            est = fewshot(model, e, len(e.positives), len(e.negatives) if use_negatives else 0)
+        sdrs.append(sdr(e.target, est))
+        gains.append(sdrs[-1] - sdr(e.target, e.mixture))
     model.train()
     return float(np.median(sdrs)), float(np.median(gains))
 
