@@ -82,10 +82,15 @@ def load_model_for(weights: Optional[Path], device: str):
         raise UsageError(str(exc)) from None
 
 
-def check_examples(like: list[str], not_: list[str], profile: Optional[str]) -> tuple[list[str], list[str]]:
+def check_examples(like: list[str], not_: list[str], profile: Optional[str],
+                   class_name: Optional[str] = None) -> tuple[list[str], list[str]]:
     """Validate the example options (before the model loads: usage errors should be instant)."""
     from mss_cli.inputs import expand_examples
 
+    if class_name:
+        if like or not_ or profile:
+            raise UsageError("--class replaces example clips: give --class or --like/--not/--profile, not both")
+        return [], []
     if profile and like:
         raise UsageError("give either --like or --profile, not both")
     if profile:
@@ -99,9 +104,12 @@ def check_examples(like: list[str], not_: list[str], profile: Optional[str]) -> 
     return expand_examples(like, "--like"), expand_examples(not_, "--not") if not_ else []
 
 
-def conditioning_for(model, positives: list[str], negatives: list[str], profile: Optional[str]):
-    from mss_cli.conditioning import condition, load_profile
+def conditioning_for(model, positives: list[str], negatives: list[str], profile: Optional[str],
+                     class_name: Optional[str] = None):
+    from mss_cli.conditioning import class_condition, condition, load_profile
 
+    if class_name:
+        return class_condition(model, class_name)
     if profile:
         return load_profile(profile_path(profile), model)
     return condition(model, positives, negatives)
@@ -113,6 +121,7 @@ def separate(
     like: list[str] = typer.Option([], "--like", "-l", help="Example clips of the instrument to keep (files or globs; takes every name up to the next option)."),
     not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what NOT to keep (optional)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A saved conditioning (mss embed): a name or a .safetensors path."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="No clips: an instrument class (bass, piano, ...) with the class-conditioned baseline model."),
     out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - to write the target as WAV to stdout."),
     filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output name template: {track} {stem} {ext} {parent}."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the target stem (default: target; the residual becomes no_NAME)."),
@@ -121,8 +130,9 @@ def separate(
     bit_depth: Optional[BitDepth] = typer.Option(None, "--bit-depth", help="16, 24 or 32f (wav/flac; default: as the input)."),
     device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
     chunk: float = typer.Option(10.0, "--chunk", min=1.0, max=600.0, help="Chunk length in seconds."),
-    overlap: float = typer.Option(0.25, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."),
+    overlap: float = typer.Option(0.15, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, max=256, help="Chunks per forward pass (useful on a GPU)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and AMX CPUs, else fp32), fp32 or bf16."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=64, help="Files processed in parallel."),
     shard_spec: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -143,6 +153,9 @@ def separate(
         raise UsageError("- (stdin) can be given only once")
     check_template(filename)
     from mss_cli.audio import FORMATS, resolve_subtype
+    from mss_cli.device import check_precision
+
+    check_precision(precision)
 
     if bit_depth:  # validate before loading anything: a bad combination is a usage error
         resolve_subtype(fmt.value, bit_depth.value, "")
@@ -150,12 +163,16 @@ def separate(
     residual_name = f"no_{name}" if name else "residual"
     if name and not re.match(r"^[\w.-]+$", name):
         raise UsageError(f"--name {name!r}: use letters, digits, '_', '-' and '.'")
-    positives, negatives = check_examples(like, not_, profile)
+    positives, negatives = check_examples(like, not_, profile, class_name)
     if not files:
         if not quiet:
             say("mss: nothing to do (no audio files in this shard)")
         return
 
+    if class_name and not weights:
+        from mss_cli.weights import BASELINE_WEIGHTS, shipped_weights
+
+        weights = shipped_weights(BASELINE_WEIGHTS)
     model = load_model_for(weights, device)
     if jobs > 1 and next(model.parameters()).device.type == "cpu":
         import torch
@@ -163,14 +180,15 @@ def separate(
         # N files at once share the cores: N x all-core thread pools would oversubscribe them badly.
         torch.set_num_threads(max(1, torch.get_num_threads() // jobs))
     started = time.time()
-    cond = conditioning_for(model, positives, negatives, profile)
+    cond = conditioning_for(model, positives, negatives, profile, class_name)
     if not quiet and not as_json:
-        say(f"mss: {len(cond.positives)} example(s)" + (f", {len(cond.negatives)} negative(s)" if cond.negatives else "")
-            + f" embedded in {time.time() - started:.1f} s on {next(model.parameters()).device}")
+        what = f"class {class_name}" if class_name else f"{len(cond.positives)} example(s)" + (
+            f", {len(cond.negatives)} negative(s)" if cond.negatives else "")
+        say(f"mss: {what} embedded in {time.time() - started:.1f} s on {next(model.parameters()).device}")
 
     from mss_cli.separate import Outputs, SeparationOptions
 
-    options = SeparationOptions(chunk, overlap, batch_size, fmt.value, bit_depth.value if bit_depth else None, overwrite)
+    options = SeparationOptions(chunk, overlap, batch_size, precision, fmt.value, bit_depth.value if bit_depth else None, overwrite)
     naming = Naming(Path(out), filename, FORMATS[fmt.value][1])
     plans: list[tuple[str, Outputs | None, str | None]] = []
     claimed: dict[Path, str] = {}
@@ -377,12 +395,14 @@ def train(
     val_episodes: int = typer.Option(48, "--val-episodes", min=1),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
     channels: Optional[str] = typer.Option(None, "--channels", help="U-Net widths, e.g. 8,16,32,64,128,256."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA and AMX CPUs), fp32 or bf16."),
 ) -> None:
     """Train the few-shot model or the class-conditioned baseline (works under torchrun for DDP)."""
     from mss_cli.train import TrainConfig, export
+    from mss_cli.device import check_precision
     from mss_cli.train import train as run_training
 
-    cfg = TrainConfig(data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr,
+    cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr,
                       seed=seed, init=init, val_every=val_every, val_episodes=val_episodes,
                       checkpoint_every=checkpoint_every)
     if channels:

@@ -93,12 +93,33 @@ def condition(model, positives: list[str], negatives: list[str] = ()) -> Conditi
     if not positives:
         raise UsageError("no positive examples: give --like FILE... or --profile NAME")
     if model.config.kind != "fewshot":
-        raise UsageError("this model is class-conditioned: it takes no example clips")
+        raise UsageError("this model is class-conditioned: it takes --class NAME, not example clips")
     pos = embed_clips(model, list(positives))
     neg = embed_clips(model, list(negatives)) if negatives else None
     with torch.inference_mode():
         vector = model.conditioning(pos[None], None if neg is None else neg[None])[0]
     return Conditioning(vector.cpu(), model.model_id, [str(p) for p in positives], [str(n) for n in negatives])
+
+
+def class_condition(model, name: str) -> Conditioning:
+    """The conditioning of a class-conditioned model for one instrument class (``--class``).
+
+    Only classes that were training targets have a learned vector; the held-out ("unseen") classes
+    have a row in the table that training never touched, so they are refused rather than guessed.
+    """
+    import torch
+
+    from mss_cli.data.taxonomy import load_taxonomy
+
+    if model.config.kind != "classcond":
+        raise UsageError("--class needs a class-conditioned model (the default is mss-classcond.safetensors); "
+                         "this one takes example clips (--like)")
+    trained = [c for c in load_taxonomy().seen if c in model.config.class_names]
+    if name not in trained:
+        raise UsageError(f"--class {name}: not a class this model was trained on (one of: {', '.join(trained)})")
+    with torch.inference_mode():
+        vector = model.class_conditioning(torch.tensor([model.config.class_names.index(name)]))[0]
+    return Conditioning(vector.cpu(), model.model_id, [f"class:{name}"], [])
 
 
 def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) -> Path:

@@ -49,7 +49,7 @@ class OverlapAdd:
         inbuf: np.ndarray | None = None  # input samples [in_start, in_start + len)
         in_start = 0
         acc: np.ndarray | None = None  # weighted output sum for samples [acc_start, ...)
-        wsum = np.zeros(0, np.float64)
+        wsum = np.zeros(0, np.float32)
         acc_start = 0
         pending: list[int] = []
 
@@ -71,11 +71,11 @@ class OverlapAdd:
             out = self.separate(rows).reshape(n, c, length).permute(0, 2, 1).numpy()
             end = pending[-1] + self.chunk
             if acc is None:
-                acc = np.zeros((0, c))
+                acc = np.zeros((0, c), np.float32)
             grow = end - acc_start - acc.shape[0]
             if grow > 0:
-                acc = np.concatenate([acc, np.zeros((grow, c))])
-                wsum = np.concatenate([wsum, np.zeros(grow)])
+                acc = np.concatenate([acc, np.zeros((grow, c), np.float32)])
+                wsum = np.concatenate([wsum, np.zeros(grow, np.float32)])
             for start, y in zip(pending, out):
                 acc[start - acc_start : start - acc_start + length] += y * self.window[:, None]
                 wsum[start - acc_start : start - acc_start + length] += self.window
@@ -85,7 +85,7 @@ class OverlapAdd:
             next_start = pending[-1] + self.stride
             ready = (frames if final else min(frames, next_start)) - acc_start
             if ready > 0:
-                yield (acc[:ready] / wsum[:ready, None]).astype(np.float32)
+                yield acc[:ready] / wsum[:ready, None]
                 acc, wsum, acc_start = acc[ready:], wsum[ready:], acc_start + ready
             if next_start > in_start:
                 inbuf, in_start = inbuf[next_start - in_start :], next_start

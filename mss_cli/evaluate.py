@@ -21,6 +21,7 @@ import torch
 
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.metrics import si_sdr
+from mss_cli.separate import make_separator
 
 GROUPS = {"seen": ("val", "seen"), "unseen": ("val", "unseen"), "unseen timbre": ("timbre", "all")}
 SEGMENT_SECONDS = 6.0
@@ -42,7 +43,7 @@ def fewshot(model, episode: Episode, positives: int, negatives: int) -> np.ndarr
         neg_clips = episode.negatives[:negatives]
         neg = model.embed_windows(torch.from_numpy(neg_clips))[None] if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
-        return model(torch.from_numpy(episode.mixture)[None], cond)[0].numpy()
+    return make_separator(model, cond)(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 
 def classcond(model, episode: Episode) -> np.ndarray:
@@ -51,7 +52,7 @@ def classcond(model, episode: Episode) -> np.ndarray:
         return None
     with torch.inference_mode():
         cond = model.class_conditioning(torch.tensor([names.index(episode.target_class)]))
-        return model(torch.from_numpy(episode.mixture)[None], cond)[0].numpy()
+    return make_separator(model, cond)(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 
 def _stft(x: np.ndarray) -> torch.Tensor:

@@ -10,6 +10,7 @@ per-chunk statistics), so chunked processing equals whole-track processing away 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -218,7 +219,8 @@ class Separator(nn.Module):
         padded = -(-frames // multiple) * multiple
         if padded != frames:
             feats = F.pad(feats, (0, padded - frames))
-        mask = self.unet(feats, self.films(cond))[:, 0, :, :frames]
+        # float32 whatever autocast ran the U-Net in: a bfloat16 mask times the complex64 STFT is slow.
+        mask = self.unet(feats, self.films(cond))[:, 0, :, :frames].float()
         top = mask[:, -max(1, self.config.bins // 16) :].mean(dim=1, keepdim=True)
         extra = self.config.n_fft // 2 + 1 - self.config.bins
         return torch.cat([mask, top.expand(-1, extra, -1)], dim=1)
@@ -226,7 +228,9 @@ class Separator(nn.Module):
     def forward(self, audio: Tensor, cond: Tensor) -> Tensor:
         """Mono signals (B, samples) and their conditioning (B, cond_dim) -> target estimate (B, samples)."""
         spec, feats = self.features(audio)
-        return self.spectrogram.istft(spec * self.mask(feats, cond), audio.shape[-1])
+        # Masking on the real view: complex x real multiplication would first make the mask complex.
+        masked = torch.view_as_complex(torch.view_as_real(spec) * self.mask(feats, cond).unsqueeze(-1))
+        return self.spectrogram.istft(masked, audio.shape[-1])
 
 
 @torch.no_grad()
@@ -251,8 +255,9 @@ def fuse_for_inference(model: "Separator") -> "Separator":
     model.eval()
     unet = model.unet
     for i, (conv, norm) in enumerate(zip(unet.encoder, unet.enc_norm)):
-        fold_batch_norm(conv, norm, 0)
-        unet.enc_norm[i] = nn.Identity()
+        if isinstance(norm, nn.BatchNorm2d):
+            fold_batch_norm(conv, norm, 0)
+            unet.enc_norm[i] = nn.Identity()
     for i, (deconv, norm) in enumerate(zip(unet.decoder, unet.dec_norm)):
         if isinstance(norm, nn.BatchNorm2d):
             fold_batch_norm(deconv, norm, 1)
@@ -265,6 +270,26 @@ def fuse_for_inference(model: "Separator") -> "Separator":
                 layers[i] = nn.Identity()
         model.encoder.convs = nn.Sequential(*layers)
     return model
+
+
+@torch.no_grad()
+def bind_conditioning(model: "Separator", cond: Tensor) -> "Separator":
+    """A fused inference copy of ``model`` with one conditioning vector (1, cond_dim) folded in.
+
+    FiLM is a per-channel affine map right after each (batch-norm-folded) encoder convolution, so
+    for a fixed vector it is part of that convolution's weights and bias: a separation run, which
+    uses one vector for the whole track, then skips six full-resolution multiply-adds. The copy
+    ignores the ``cond`` argument of ``forward``; the original model is left untouched.
+    """
+    films = model.films(cond[:1].to(model.film.weight.device))
+    bound = fuse_for_inference(copy.deepcopy(model))
+    for conv, film in zip(bound.unet.encoder, films):
+        if film is not None:
+            gamma, beta = film[0][0], film[1][0]
+            conv.weight.mul_(gamma[:, None, None, None])
+            conv.bias = nn.Parameter(conv.bias * gamma + beta)
+    bound.film_sizes = []  # films() now yields no FiLM at all
+    return bound
 
 
 def masked_mean(x: Tensor, valid: Tensor | None) -> Tensor:

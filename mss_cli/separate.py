@@ -23,8 +23,9 @@ from mss_cli.errors import MssError
 @dataclass
 class SeparationOptions:
     chunk_seconds: float = 10.0
-    overlap: float = 0.25
+    overlap: float = 0.15
     batch_size: int = 1
+    precision: str = "auto"
     fmt: str = "wav"
     bit_depth: str | None = None
     overwrite: bool = False
@@ -51,16 +52,22 @@ class Outputs:
     paths: dict[str, tuple[str, Path | str]] = field(default_factory=dict)
 
 
-def make_separator(model, cond_vector) -> Callable:
-    """A function rows (N, samples) -> target rows, running the model on its device."""
+def make_separator(model, cond_vector, precision: str = "auto") -> Callable:
+    """A function rows (N, samples) -> target rows, running the model on its device with the
+    conditioning folded into its weights (``bind_conditioning``) and in ``precision``."""
     import torch
 
+    from mss_cli.device import autocast_dtype
+    from mss_cli.model import bind_conditioning
+
     device = next(model.parameters()).device
-    cond = cond_vector.to(device)
+    bound = bind_conditioning(model, cond_vector.reshape(1, -1))
+    dtype = autocast_dtype(str(device), precision)
+    unused = torch.zeros(1, model.config.cond_dim, device=device)
 
     def run(rows: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
-            out = model(rows.to(device), cond.expand(rows.shape[0], -1))
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            out = bound(rows.to(device), unused.expand(rows.shape[0], -1))
         return out.float().cpu()
 
     return run
@@ -92,7 +99,7 @@ def separate_file(model, cond_vector, source: str | Path, outputs: Outputs, opti
             rate = model.config.sample_rate
             chunk = int(options.chunk_seconds * rate)
             align = model.config.hop * model.config.frame_multiple
-            engine = OverlapAdd(make_separator(model, cond_vector), chunk, options.overlap, options.batch_size, on_chunk, align)
+            engine = OverlapAdd(make_separator(model, cond_vector, options.precision), chunk, options.overlap, options.batch_size, on_chunk, align)
             model_frames = int(round(info.frames * rate / info.sample_rate))
             if on_start:
                 on_start(engine.chunks_for(model_frames))

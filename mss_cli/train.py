@@ -22,6 +22,7 @@ from torch import nn
 
 from mss_cli.data.episodes import Episode, EpisodeSampler, collate
 from mss_cli.data.taxonomy import load_taxonomy
+from mss_cli.device import autocast_dtype
 from mss_cli.metrics import sdr
 from mss_cli.model import ModelConfig, Separator
 
@@ -44,6 +45,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     threads: int = 0
+    precision: str = "auto"  # bf16 autocast where native (CUDA, AMX CPUs): 1.5x faster steps on an AMX CPU
     init: str = ""  # start from a shipped weights file (e.g. to continue training in a fresh session)
 
 
@@ -198,6 +200,7 @@ def train(cfg: TrainConfig) -> Path:
         for k, v in s.items():
             if isinstance(v, torch.Tensor) and k != "step":
                 s[k] = v.to(device)
+    dtype = autocast_dtype(str(device), cfg.precision)
     stepper: nn.Module = TrainStep(model)
     if world > 1:
         stepper = nn.parallel.DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None)
@@ -218,7 +221,8 @@ def train(cfg: TrainConfig) -> Path:
     while step < cfg.steps:
         sampler.example = int(random.choice(cfg.example_seconds) * model.config.sample_rate)
         batch = {k: v.to(device) for k, v in collate([sampler.sample() for _ in range(cfg.batch)]).items()}
-        loss = stepper(batch)
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = stepper(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -14,6 +14,7 @@ from pathlib import Path
 from mss_cli.errors import MssError
 
 DEFAULT_WEIGHTS = "mss-fewshot.safetensors"
+BASELINE_WEIGHTS = "mss-classcond.safetensors"  # the class-conditioned baseline (mss separate --class)
 
 
 def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path:

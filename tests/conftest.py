@@ -21,14 +21,16 @@ def tone(seconds: float, rate: int = 44100, freq: float = 440.0, channels: int =
     return out.astype(np.float32)
 
 
-def build_tiny_weights(path: Path, seed: int = 0) -> Path:
+def build_tiny_weights(path: Path, seed: int = 0, kind: str = "fewshot") -> Path:
     import torch
 
+    from mss_cli.data.taxonomy import load_taxonomy
     from mss_cli.model import ModelConfig, Separator
     from mss_cli.weights import save_model
 
     torch.manual_seed(seed)
-    model = Separator(ModelConfig(**TINY))
+    names = [c.name for c in load_taxonomy().classes] if kind == "classcond" else []
+    model = Separator(ModelConfig(**TINY, kind=kind, num_classes=len(names), class_names=names))
     with torch.no_grad():  # a non-trivial mask: random FiLM instead of the identity initialisation
         model.film.weight.normal_(0, 0.3)
     return save_model(model.eval(), path, half=False)
@@ -37,6 +39,11 @@ def build_tiny_weights(path: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     return build_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_classcond_weights(tmp_path_factory) -> Path:
+    return build_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny-cc.safetensors", kind="classcond")
 
 
 @pytest.fixture()

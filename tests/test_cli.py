@@ -200,6 +200,7 @@ def test_unquoted_globs_give_several_examples():
         (["song.wav", "--like", "nothing_*.wav"], 2, ["nothing_*.wav", "no file matches"]),
         (["song.wav", "--like", "absent.wav"], 2, ["absent.wav", "not found"]),
         (["song.wav", "--like", "like_1.wav", "--overlap", "2"], 2, ["--overlap"]),
+        (["song.wav", "--like", "like_1.wav", "--precision", "fp16"], 2, ["--precision"]),
         (["song.wav", "--like", "like_1.wav", "--device", "tpu"], 2, ["--device"]),
         (["song.wav", "--like", "like_1.wav", "--shard", "3/2"], 2, ["--shard"]),
         (["song.wav", "--like", "like_1.wav", "--filename", "{track}.{ext}"], 2, ["{stem}"]),
@@ -213,6 +214,22 @@ def test_usage_and_input_errors(capsys, workdir, tiny_weights, args, code, needl
     assert got == code, err
     assert_one_line_error(err, *needles)
     assert not Path("separated").exists() or not list(Path("separated").rglob("*.wav"))
+
+
+def test_class_conditioned_model_separates_by_class_name(capsys, workdir, tiny_weights, tiny_classcond_weights):
+    code, _, err = separate(capsys, tiny_classcond_weights, "song.wav", "--class", "bass")
+    assert code == 0, err
+    target, _ = sf.read("separated/song/target.wav")
+    assert target.shape == sf.read("song.wav")[0].shape
+    for args, weights, needles in (
+        (["--class", "viola"], tiny_classcond_weights, ["viola", "not a class this model was trained on"]),
+        (["--class", "bass", "--like", "like_1.wav"], tiny_classcond_weights, ["--class", "not both"]),
+        (["--class", "bass"], tiny_weights, ["--class needs a class-conditioned model"]),
+        (["--like", "like_1.wav"], tiny_classcond_weights, ["class-conditioned", "--class NAME"]),
+    ):
+        code, _, err = separate(capsys, weights, "song.wav", *args, "--overwrite")
+        assert code == 2, err
+        assert_one_line_error(err, *needles)
 
 
 def test_bad_example_clips(capsys, workdir, tiny_weights):

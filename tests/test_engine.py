@@ -16,7 +16,9 @@ import torch
 from conftest import tone
 from mss_cli.audio import Resampler
 from mss_cli.conditioning import condition
+from mss_cli.device import autocast_dtype
 from mss_cli.engine import OverlapAdd
+from mss_cli.errors import UsageError
 from mss_cli.inputs import Naming, shard
 from mss_cli.metrics import snr_db
 from mss_cli.separate import Outputs, SeparationOptions, make_separator, separate_file
@@ -143,7 +145,7 @@ def test_folding_batch_norms_keeps_the_output(tiny_weights):
 
     from safetensors.torch import load_file
 
-    from mss_cli.model import ModelConfig, Separator, fuse_for_inference
+    from mss_cli.model import ModelConfig, Separator, bind_conditioning, fuse_for_inference
     from mss_cli.weights import read_metadata
 
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in load_model(tiny_weights).modules())
@@ -158,9 +160,31 @@ def test_folding_batch_norms_keeps_the_output(tiny_weights):
                 if m.affine:
                     m.weight.uniform_(0.5, 1.5)
                     m.bias.uniform_(-0.2, 0.2)
+        plain.film.weight.normal_(0.0, 0.5)  # FiLM starts as the identity; make it act
+        plain.film.bias.normal_(0.0, 0.5)
     fused = fuse_for_inference(copy.deepcopy(plain))
     x = torch.from_numpy(tone(2.0, channels=1)[:, 0])[None]
     with torch.inference_mode():
         cond = plain.conditioning(plain.embed_windows(x)[None])
         np.testing.assert_allclose(fused.conditioning(fused.embed_windows(x)[None]).numpy(), cond.numpy(), atol=1e-5)
-        np.testing.assert_allclose(fused(x, cond).numpy(), plain(x, cond).numpy(), atol=1e-5)
+        expected = plain(x, cond).numpy()
+        np.testing.assert_allclose(fused(x, cond).numpy(), expected, atol=1e-5)
+        # FiLM folded into the convolutions (what separation runs): same output, whatever cond it is given.
+        bound = bind_conditioning(plain, cond)
+        np.testing.assert_allclose(bound(x, torch.zeros_like(cond)).numpy(), expected, atol=1e-5)
+        assert not np.allclose(plain(x, torch.zeros_like(cond)).numpy(), expected, atol=1e-3)  # cond matters
+        np.testing.assert_allclose(plain(x, cond).numpy(), expected)  # the original is untouched
+
+
+def test_precision_choice_and_bf16_output(tiny_weights):
+    assert autocast_dtype("cpu", "fp32") is None
+    assert autocast_dtype("cpu", "bf16") is torch.bfloat16
+    assert autocast_dtype("mps", "auto") is None  # MPS autocast to bf16 is not dependable
+    with pytest.raises(UsageError, match="--precision"):
+        autocast_dtype("cpu", "fp16")
+    model = load_model(tiny_weights)
+    cond = torch.randn(model.config.cond_dim)
+    x = torch.from_numpy(tone(3.0, channels=2).T.copy())
+    full, half = make_separator(model, cond, "fp32")(x), make_separator(model, cond, "bf16")(x)
+    assert full.dtype == half.dtype == torch.float32 and full.shape == half.shape == x.shape
+    assert snr_db(full.numpy(), half.numpy()) > 25.0

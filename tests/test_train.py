@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from safetensors import safe_open
 
 from mss_cli.train import TrainConfig, export, train
@@ -27,12 +28,13 @@ def test_train_resume_and_export(tmp_path, tiny_dataset):
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["step"] == "2"
         assert any(k.startswith("optim.") for k in fh.keys())  # optimiser state travels too
-    cfg.steps = 3
+    cfg.steps, cfg.precision = 3, "bf16"  # resumed in bfloat16 autocast (the default on AMX CPUs and GPUs)
     train(cfg)
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["step"] == "3"
     rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
     assert rows[-1]["step"] == "3" and rows[0]["val_sdri"]  # validation SDR is logged
+    assert np.isfinite(float(rows[-1]["loss"]))
     assert (tmp_path / "run" / "curve.png").stat().st_size > 1000
     weights = export(ckpt, tmp_path / "w.safetensors")
     meta = read_metadata(weights)
