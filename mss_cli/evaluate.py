@@ -26,6 +26,8 @@ from mss_cli.separate import make_separator
 GROUPS = {"seen": ("val", "seen"), "unseen": ("val", "unseen"), "unseen timbre": ("timbre", "all")}
 SEGMENT_SECONDS = 6.0
 EXAMPLE_SECONDS = 3.0
+BASELINE = "class-conditioned baseline"
+FEWSHOT_5 = "few-shot, 5 positives"
 
 
 def bss_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -100,6 +102,7 @@ def nmf_baseline(episode: Episode, positives: int = 5, components: int = 16, ite
 @dataclass
 class Case:
     group: str
+    episode: int
     method: str
     target_class: str
     sdr: float
@@ -123,12 +126,12 @@ def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: i
         "NMF from 5 examples": nmf_baseline,
         "few-shot, 1 positive": lambda e: fewshot(model, e, 1, 0),
         "few-shot, 3 positives": lambda e: fewshot(model, e, 3, 0),
-        "few-shot, 5 positives": lambda e: fewshot(model, e, 5, 0),
+        FEWSHOT_5: lambda e: fewshot(model, e, 5, 0),
         "few-shot, 10 positives": lambda e: fewshot(model, e, 10, 0),
         "few-shot, 5 positives + 5 negatives": lambda e: fewshot(model, e, 5, 5),
     }
     if baseline is not None:
-        methods["class-conditioned baseline"] = lambda e: classcond(baseline, e)
+        methods[BASELINE] = lambda e: classcond(baseline, e)
     cases: list[Case] = []
     for group in GROUPS:
         try:
@@ -137,14 +140,14 @@ def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: i
             progress(f"skipping {group}: {exc}")
             continue
         started = time.time()
-        for e in eps:
+        for index, e in enumerate(eps):
             floor = bss_sdr(e.target, e.mixture)
             for name, fn in methods.items():
                 est = fn(e)
                 if est is None:
                     continue
                 value = floor if name.startswith("mixture") else bss_sdr(e.target, est)
-                cases.append(Case(group, name, e.target_class, value, si_sdr(e.target, est), value - floor))
+                cases.append(Case(group, index, name, e.target_class, value, si_sdr(e.target, est), value - floor))
         progress(f"{group}: {len(eps)} episodes in {time.time() - started:.0f} s")
     return cases
 
@@ -163,7 +166,23 @@ def table(cases: list[Case]) -> str:
                          f"{np.median([c.si_sdr for c in sel]):.2f}" if sel else "n/a")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     counts = ", ".join(f"{g}: {sum(c.group == g and c.method == methods[0] for c in cases)} cases" for g in groups)
-    return "\n".join(lines) + f"\n\nMedians over fixed episodes ({counts}); {SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips.\n"
+    notes = [f"Medians over fixed episodes ({counts}); {SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips."]
+    notes += [paired_note(cases, g, BASELINE, FEWSHOT_5) for g in groups]
+    return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" if i else n for i, n in enumerate(x for x in notes if x)) + "\n"
+
+
+def paired_note(cases: list[Case], group: str, subset_method: str, other: str) -> str:
+    """Where ``subset_method`` covers only some episodes of a group (the class-conditioned baseline
+    knows only the training classes), compare ``other`` on exactly those episodes."""
+    covered = {c.episode: c for c in cases if c.group == group and c.method == subset_method}
+    every = {c.episode for c in cases if c.group == group}
+    if not covered or len(covered) == len(every):
+        return ""
+    paired = [c for c in cases if c.group == group and c.method == other and c.episode in covered]
+    return (f"{group}: the {subset_method} covers the {len(covered)} of {len(every)} episodes whose target class it "
+            f"was trained on (unseen classes: none); on those episodes it scores median SDRi "
+            f"{np.median([c.sdri for c in covered.values()]):+.2f} dB and {other} "
+            f"{np.median([c.sdri for c in paired]):+.2f} dB.")
 
 
 def chart(cases: list[Case], path: str | Path) -> None:
@@ -220,7 +239,7 @@ def evaluate_folder(model, folder: str | Path, progress=print) -> list[Case]:
         return found[0]
 
     cases: list[Case] = []
-    for case in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+    for index, case in enumerate(sorted(p for p in Path(folder).iterdir() if p.is_dir())):
         mixture, target = one(case, "mixture"), one(case, "target")
         likes = sorted(str(p) for p in (case / "like").glob("*") if is_audio_file(p))
         nots = sorted(str(p) for p in (case / "not").glob("*") if is_audio_file(p)) if (case / "not").is_dir() else []
@@ -239,7 +258,7 @@ def evaluate_folder(model, folder: str | Path, progress=print) -> list[Case]:
         value = float(np.mean([bss_sdr(ref[:, c], est[:, c]) for c in channels]))
         floor = float(np.mean([bss_sdr(ref[:, c], mix[:, c]) for c in channels]))
         scale_inv = float(np.mean([si_sdr(ref[:, c], est[:, c]) for c in channels]))
-        cases.append(Case("folder", f"few-shot, {len(likes)} positives" + (f" + {len(nots)} negatives" if nots else ""),
+        cases.append(Case("folder", index, f"few-shot, {len(likes)} positives" + (f" + {len(nots)} negatives" if nots else ""),
                           case.name, value, scale_inv, value - floor))
         progress(f"{case.name}: SDR {value:.2f} dB, SDRi {value - floor:+.2f} dB")
     return cases

@@ -58,3 +58,13 @@ def test_eval_on_a_users_folder(tmp_path, tiny_weights, capsys):
     except SystemExit as exc:
         assert exc.code == 2
     assert "no example clips" in capsys.readouterr().err
+
+
+def test_baseline_is_compared_on_the_episodes_it_covers():
+    """The class-conditioned baseline skips unseen classes; the table compares it on its episodes only."""
+    few = [ev.Case("g", i, ev.FEWSHOT_5, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([1.0, 2.0, 9.0, 9.0])]
+    base = [ev.Case("g", i, ev.BASELINE, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([3.0, 5.0])]
+    md = ev.table(few + base)
+    assert "covers the 2 of 4 episodes" in md
+    assert "median SDRi +4.00 dB and few-shot, 5 positives +1.50 dB" in md
+    assert ev.paired_note(few, "g", ev.BASELINE, ev.FEWSHOT_5) == ""
