@@ -421,7 +421,7 @@ def evaluate_command(
     episodes: int = typer.Option(30, "--episodes", min=1, help="Episodes per group (seen, unseen, unseen timbre)."),
     seed: int = typer.Option(7, "--seed"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Few-shot model (default: shipped)."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Class-conditioned model to compare."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Class-conditioned model to compare (default: the shipped one, if any)."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: default)."),
 ) -> None:
     """Measure separation quality (SDR, SI-SDR, SDRi): on the validation data, or on your folder."""
@@ -437,6 +437,9 @@ def evaluate_command(
     if folder is not None:
         cases = ev.evaluate_folder(model, folder, progress=say)
     else:
+        from mss_cli.weights import BASELINE_WEIGHTS, shipped_weights
+
+        baseline = baseline or (shipped_weights(BASELINE_WEIGHTS) if shipped_weights(BASELINE_WEIGHTS).is_file() else None)
         base = load_model_for(baseline, "cpu") if baseline else None
         cases = ev.evaluate(data, model, base, episodes, seed, progress=say)
     print(ev.save(cases, out, "mss " + " ".join(sys.argv[1:])))
