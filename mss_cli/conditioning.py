@@ -101,20 +101,25 @@ def condition(model, positives: list[str], negatives: list[str] = ()) -> Conditi
     return Conditioning(vector.cpu(), model.model_id, [str(p) for p in positives], [str(n) for n in negatives])
 
 
-def class_condition(model, name: str) -> Conditioning:
-    """The conditioning of a class-conditioned model for one instrument class (``--class``).
+def trained_classes(model) -> list[str]:
+    """The classes a class-conditioned model has learned vectors for: its training targets.
 
-    Only classes that were training targets have a learned vector; the held-out ("unseen") classes
-    have a row in the table that training never touched, so they are refused rather than guessed.
+    Its class table has a row for every class of the taxonomy, but the held-out ("unseen") classes'
+    rows were never touched by training: they are random, so using one would be a silent guess.
     """
-    import torch
-
     from mss_cli.data.taxonomy import load_taxonomy
+
+    return [c for c in load_taxonomy().seen if c in model.config.class_names]
+
+
+def class_condition(model, name: str) -> Conditioning:
+    """The conditioning of a class-conditioned model for one of its trained classes (``--class``)."""
+    import torch
 
     if model.config.kind != "classcond":
         raise UsageError("--class needs a class-conditioned model (the default is mss-classcond.safetensors); "
                          "this one takes example clips (--like)")
-    trained = [c for c in load_taxonomy().seen if c in model.config.class_names]
+    trained = trained_classes(model)
     if name not in trained:
         raise UsageError(f"--class {name}: not a class this model was trained on (one of: {', '.join(trained)})")
     with torch.inference_mode():

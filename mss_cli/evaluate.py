@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mss_cli.conditioning import class_condition, trained_classes
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.metrics import si_sdr
 from mss_cli.separate import make_separator
@@ -45,15 +46,18 @@ def fewshot(model, episode: Episode, positives: int, negatives: int) -> np.ndarr
         neg_clips = episode.negatives[:negatives]
         neg = model.embed_windows(torch.from_numpy(neg_clips))[None] if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
-    return make_separator(model, cond)(torch.from_numpy(episode.mixture)[None])[0].numpy()
+    return separate_episode(model, cond, episode)
 
 
-def classcond(model, episode: Episode) -> np.ndarray:
-    names = model.config.class_names
-    if episode.target_class not in names:
+def classcond(model, episode: Episode) -> np.ndarray | None:
+    """The class-conditioned baseline, or None where the target is not one of its trained classes."""
+    if episode.target_class not in trained_classes(model):
         return None
-    with torch.inference_mode():
-        cond = model.class_conditioning(torch.tensor([names.index(episode.target_class)]))
+    return separate_episode(model, class_condition(model, episode.target_class).vector, episode)
+
+
+def separate_episode(model, cond: torch.Tensor, episode: Episode) -> np.ndarray:
+    """The episode's mixture through the separator exactly as ``mss separate`` runs it."""
     return make_separator(model, cond)(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 

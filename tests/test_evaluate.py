@@ -38,6 +38,20 @@ def test_nmf_baseline_recovers_a_tone_from_its_examples():
     assert ev.bss_sdr(target, est) > ev.bss_sdr(target, e.mixture) + 6
 
 
+def test_class_conditioned_baseline_skips_classes_it_was_not_trained_on(tiny_classcond_weights):
+    """Its table has rows for the unseen classes too, but untrained ones: those episodes are skipped,
+    never separated with a random vector."""
+    from mss_cli.data.episodes import Episode
+
+    model = load_model(tiny_classcond_weights)
+    mix = tone(2.0, channels=1)[:, 0]
+    episode = lambda cls: Episode(mix, mix, np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), cls, 0, "w", [], [])
+    assert "viola" in model.config.class_names and "viola" not in ev.trained_classes(model)
+    assert ev.classcond(model, episode("viola")) is None
+    est = ev.classcond(model, episode("bass"))
+    assert est.shape == mix.shape and np.isfinite(est).all()
+
+
 def test_eval_on_a_users_folder(tmp_path, tiny_weights, capsys):
     case = tmp_path / "cases" / "song1"
     (case / "like").mkdir(parents=True)
