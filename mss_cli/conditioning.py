@@ -112,8 +112,8 @@ def trained_classes(model) -> list[str]:
     return [c for c in load_taxonomy().seen if c in model.config.class_names]
 
 
-def class_condition(model, name: str) -> Conditioning:
-    """The conditioning of a class-conditioned model for one of its trained classes (``--class``)."""
+def class_vector(model, name: str) -> "torch.Tensor":  # noqa: F821
+    """The learned conditioning vector (cond_dim,) of one of a class-conditioned model's trained classes."""
     import torch
 
     if model.config.kind != "classcond":
@@ -123,8 +123,12 @@ def class_condition(model, name: str) -> Conditioning:
     if name not in trained:
         raise UsageError(f"--class {name}: not a class this model was trained on (one of: {', '.join(trained)})")
     with torch.inference_mode():
-        vector = model.class_conditioning(torch.tensor([model.config.class_names.index(name)]))[0]
-    return Conditioning(vector.cpu(), model.model_id, [f"class:{name}"], [])
+        return model.class_conditioning(torch.tensor([model.config.class_names.index(name)]))[0].cpu()
+
+
+def class_condition(model, name: str) -> Conditioning:
+    """``--class NAME``: the class's vector, labelled like a conditioning made from clips."""
+    return Conditioning(class_vector(model, name), model.model_id, [f"class:{name}"], [])
 
 
 def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) -> Path:

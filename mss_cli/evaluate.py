@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mss_cli.conditioning import class_condition, trained_classes
+from mss_cli.conditioning import class_vector, trained_classes
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.metrics import si_sdr
 from mss_cli.separate import make_separator
@@ -53,7 +53,7 @@ def classcond(model, episode: Episode) -> np.ndarray | None:
     """The class-conditioned baseline, or None where the target is not one of its trained classes."""
     if episode.target_class not in trained_classes(model):
         return None
-    return separate_episode(model, class_condition(model, episode.target_class).vector, episode)
+    return separate_episode(model, class_vector(model, episode.target_class), episode)
 
 
 def separate_episode(model, cond: torch.Tensor, episode: Episode) -> np.ndarray:

@@ -48,6 +48,9 @@ def test_classcond_baseline_trains(tmp_path, tiny_dataset):
                       steps=1, batch=2, val_episodes=1, val_every=1, threads=2)
     export(train(cfg), tmp_path / "cc.safetensors")
     assert load_model(tmp_path / "cc.safetensors").config.kind == "classcond"
+    row = list(csv.DictReader((tmp_path / "cc" / "log.csv").open()))[-1]
+    assert row["val_sdri"] and not row["val_sdri_neg"]  # validated, with no negatives column: it takes none
+    assert (tmp_path / "cc" / "curve.png").stat().st_size > 1000
 
 
 def test_distributed_training_with_two_cpu_processes(tmp_path, tiny_dataset):
