@@ -46,7 +46,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0
     precision: str = "auto"  # bf16 autocast where native (CUDA, AMX CPUs): 1.5x faster steps on an AMX CPU
-    init: str = ""  # start from a shipped weights file (e.g. to continue training in a fresh session)
+    init: str = ""  # start from a weights file (continue training in a fresh session; steps and hours go on)
 
 
 class TrainStep(nn.Module):
@@ -195,9 +195,13 @@ def train(cfg: TrainConfig) -> Path:
     if ckpt.exists():
         step, hours = load_checkpoint(ckpt, model, opt)
     elif cfg.init:
-        from mss_cli.weights import load_model
+        from mss_cli.weights import load_model, read_metadata
 
         model.load_state_dict(load_model(cfg.init, fuse=False).state_dict())
+        # The count goes on (fresh optimiser state): --steps is the cumulative target, and the
+        # exported file's steps and hours say how much training the weights have had in all.
+        meta = read_metadata(cfg.init)
+        step, hours = int(json.loads(meta.get("steps", "0"))), float(json.loads(meta.get("train_hours", "0")))
     model.to(device)
     for s in opt.state.values():
         for k, v in s.items():
