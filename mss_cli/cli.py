@@ -342,6 +342,10 @@ def info(
         "training": {k: json.loads(v) for k, v in meta.items() if k in ("steps", "train_hours", "batch", "seed")},
         "profiles": str(profiles_dir()),
     }
+    if model.config.kind == "classcond":
+        from mss_cli.conditioning import trained_classes
+
+        details["classes"] = trained_classes(model)  # what --class accepts
     if as_json:
         print(json.dumps(details))
         return

@@ -182,6 +182,14 @@ def test_info_json_reports_model_and_checksum(capsys, tiny_weights):
     info = json.loads(out)
     assert len(info["sha256"]) == 64 and info["model_id"] == info["sha256"][:12]
     assert info["config"]["channels"] == [4, 8, 8, 16] and info["device"] == "cpu"
+    assert "classes" not in info  # a few-shot model takes clips, not class names
+
+
+def test_info_lists_the_classes_a_class_conditioned_model_accepts(capsys, tiny_classcond_weights):
+    code, out, _ = run(capsys, "info", "--json", "--weights", str(tiny_classcond_weights))
+    assert code == 0
+    classes = json.loads(out)["classes"]
+    assert "bass" in classes and "drums" in classes and "viola" not in classes  # viola: an unseen class
 
 
 def test_unquoted_globs_give_several_examples():
