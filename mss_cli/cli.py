@@ -132,7 +132,7 @@ def separate(
     chunk: float = typer.Option(10.0, "--chunk", min=1.0, max=600.0, help="Chunk length in seconds."),
     overlap: float = typer.Option(0.15, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, max=256, help="Chunks per forward pass (useful on a GPU)."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and AMX CPUs, else fp32), fp32 or bf16."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16: AMX, AVX512-BF16; else fp32), fp32 or bf16."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=64, help="Files processed in parallel."),
     shard_spec: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -399,7 +399,7 @@ def train(
     val_episodes: int = typer.Option(48, "--val-episodes", min=1),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
     channels: Optional[str] = typer.Option(None, "--channels", help="U-Net widths, e.g. 8,16,32,64,128,256."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA and AMX CPUs), fp32 or bf16."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA and on CPUs with native bf16), fp32 or bf16."),
 ) -> None:
     """Train the few-shot model or the class-conditioned baseline (works under torchrun for DDP)."""
     from mss_cli.train import TrainConfig, export

@@ -44,8 +44,9 @@ def autocast_dtype(device: str, precision: str = "auto"):
     """The reduced precision to run the separator in (a torch dtype), or None for float32.
 
     ``auto`` picks bfloat16 only where the hardware computes it natively: CUDA GPUs with bf16, and
-    CPUs with AMX tiles (Sapphire Rapids and later), where the U-Net runs about 3x faster and its
-    output stays about 46 dB from float32's. Elsewhere bfloat16 would be emulated, and slower.
+    CPUs with bf16 dot-product instructions (AMX tiles, or AVX512-BF16 as on AMD Zen 4). Measured
+    on a 2-core AMD EPYC with AVX512-BF16: the U-Net 1.41x faster, output 47.6 dB from float32's.
+    Elsewhere bfloat16 would be emulated, and slower.
     """
     check_precision(precision)
     import torch
@@ -57,5 +58,5 @@ def autocast_dtype(device: str, precision: str = "auto"):
         return torch.bfloat16
     if kind == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    return torch.bfloat16 if amx() else None
+    native = [getattr(torch.cpu, name, lambda: False) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return torch.bfloat16 if any(check() for check in native) else None
