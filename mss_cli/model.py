@@ -249,53 +249,9 @@ def fold_batch_norm(conv: nn.Module, norm: nn.Module, out_dim: int) -> None:
     conv.bias = nn.Parameter(bias * scale + shift)
 
 
-class SubPixelDeconv(nn.Module):
-    """A stride-2 transposed convolution computed as one ordinary convolution and a pixel shuffle.
-
-    Each output phase (even/odd row x even/odd column) of a stride-2 transposed convolution is an
-    ordinary convolution of the input with a subset of the kernel's taps. Stacking the four phases
-    as output channels gives one dense convolution (4x the channels, a (3, 2) kernel for (5, 3)),
-    and ``pixel_shuffle`` interleaves them back: the same numbers, but through the CPU's fast
-    convolution kernels, where few-channel, full-resolution transposed convolutions are slow.
-    """
-
-    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
-        super().__init__()
-        if deconv.stride != (2, 2) or deconv.groups != 1 or deconv.dilation != (1, 1):
-            raise ValueError("SubPixelDeconv needs a stride-2, ungrouped, undilated transposed convolution")
-        (kh, kw), (ph, pw) = deconv.kernel_size, deconv.padding
-        if any(k - 2 * p - 2 + op for k, p, op in zip((kh, kw), (ph, pw), deconv.output_padding)):
-            raise ValueError("SubPixelDeconv needs an output exactly twice the input (kernel = 2 padding + 2 - output_padding)")
-        rows, cols = self.phase_taps(kh, ph), self.phase_taps(kw, pw)
-        h_off = [d for taps in rows for _, d in taps]
-        w_off = [d for taps in cols for _, d in taps]
-        h0, w0 = min(h_off), min(w_off)
-        cin, cout = deconv.weight.shape[:2]
-        weight = deconv.weight.new_zeros(cout, 2, 2, cin, max(h_off) - h0 + 1, max(w_off) - w0 + 1)
-        for a, row_taps in enumerate(rows):
-            for b, col_taps in enumerate(cols):
-                for th, dh in row_taps:
-                    for tw, dw in col_taps:
-                        weight[:, a, b, :, dh - h0, dw - w0] = deconv.weight[:, :, th, tw].T
-        self.weight = nn.Parameter(weight.reshape(4 * cout, cin, *weight.shape[-2:]).detach())
-        bias = deconv.bias if deconv.bias is not None else deconv.weight.new_zeros(cout)
-        self.bias = nn.Parameter(bias.detach().repeat_interleave(4))
-        self.pad = (-w0, max(w_off), -h0, max(h_off))  # F.pad order: last dim first
-
-    @staticmethod
-    def phase_taps(kernel: int, padding: int) -> list[list[tuple[int, int]]]:
-        """For output phase a (0, 1) along one axis: the (tap, input offset d) pairs such that
-        y[2m + a] += x[m + d] * w[tap] (from o = 2i - padding + tap)."""
-        return [[(t, (a + padding - t) // 2) for t in range(kernel) if (a + padding - t) % 2 == 0] for a in (0, 1)]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.pixel_shuffle(F.conv2d(F.pad(x, self.pad), self.weight, self.bias), 2)
-
-
 def fuse_for_inference(model: "Separator") -> "Separator":
-    """Fold every batch norm into its convolution and turn the decoder's transposed convolutions
-    into sub-pixel convolutions: identical output, less time. Only for inference (the statistics
-    are frozen); the model is left in eval mode."""
+    """Fold every batch norm into its convolution: identical output, fewer passes over memory.
+    Only for inference (the statistics are frozen); the model is left in eval mode."""
     model.eval()
     unet = model.unet
     for i, (conv, norm) in enumerate(zip(unet.encoder, unet.enc_norm)):
@@ -306,8 +262,6 @@ def fuse_for_inference(model: "Separator") -> "Separator":
         if isinstance(norm, nn.BatchNorm2d):
             fold_batch_norm(deconv, norm, 1)
             unet.dec_norm[i] = nn.Identity()
-        if isinstance(deconv, nn.ConvTranspose2d):
-            unet.decoder[i] = SubPixelDeconv(deconv)
     if hasattr(model, "encoder"):
         layers = list(model.encoder.convs)
         for i, layer in enumerate(layers):

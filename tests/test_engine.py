@@ -176,35 +176,6 @@ def test_folding_batch_norms_keeps_the_output(tiny_weights):
         np.testing.assert_allclose(plain(x, cond).numpy(), expected)  # the original is untouched
 
 
-@pytest.mark.parametrize("kernel", [(5, 3), (5, 5), (5, 1), (3, 3)])
-def test_sub_pixel_deconvolution_equals_the_transposed_convolution(kernel):
-    from mss_cli.model import SubPixelDeconv
-
-    torch.manual_seed(0)
-    deconv = torch.nn.ConvTranspose2d(6, 3, kernel, stride=2, padding=(kernel[0] // 2, kernel[1] // 2), output_padding=1)
-    x = torch.randn(2, 6, 7, 9)
-    with torch.inference_mode():
-        expected, got = deconv(x), SubPixelDeconv(deconv)(x)
-    assert got.shape == expected.shape == (2, 3, 14, 18)
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-
-
-def test_sub_pixel_deconvolution_refuses_shapes_it_cannot_match():
-    from mss_cli.model import SubPixelDeconv
-
-    for kwargs in ({"kernel_size": 4, "padding": 2, "output_padding": 1}, {"kernel_size": 5, "padding": 2},
-                   {"kernel_size": 5, "padding": 2, "output_padding": 1, "dilation": 2}):
-        with pytest.raises(ValueError):
-            SubPixelDeconv(torch.nn.ConvTranspose2d(2, 2, stride=2, **kwargs))
-
-
-def test_loaded_models_decode_with_sub_pixel_convolutions(tiny_weights):
-    from mss_cli.model import SubPixelDeconv
-
-    unet = load_model(tiny_weights).unet
-    assert all(isinstance(d, SubPixelDeconv) for d in unet.decoder)  # output equality: the folding test above
-
-
 def test_precision_choice_and_bf16_output(tiny_weights):
     assert autocast_dtype("cpu", "fp32") is None
     assert autocast_dtype("cpu", "bf16") is torch.bfloat16
