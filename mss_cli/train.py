@@ -45,7 +45,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     threads: int = 0
-    precision: str = "auto"  # bf16 autocast where native (CUDA, AMX CPUs): 1.5x faster steps on an AMX CPU
+    precision: str = "auto"  # bf16 autocast where native (CUDA; AMX or AVX512-BF16 CPUs), as device.autocast_dtype
     init: str = ""  # start from a weights file (continue training in a fresh session; steps and hours go on)
 
 
