@@ -75,10 +75,14 @@ def test_eval_on_a_users_folder(tmp_path, tiny_weights, capsys):
 
 
 def test_baseline_is_compared_on_the_episodes_it_covers():
-    """The class-conditioned baseline skips unseen classes; the table compares it on its episodes only."""
+    """The class-conditioned baseline skips unseen classes; the table compares it on its episodes
+    only, as a paired difference; negatives are compared with no negatives the same way."""
     few = [ev.Case("g", i, ev.FEWSHOT_5, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([1.0, 2.0, 9.0, 9.0])]
     base = [ev.Case("g", i, ev.BASELINE, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([3.0, 5.0])]
-    md = ev.table(few + base)
-    assert "covers the 2 of 4 episodes" in md
-    assert "median SDRi +4.00 dB and few-shot, 5 positives +1.50 dB" in md
+    neg = [ev.Case("g", i, ev.FEWSHOT_5_NEG, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([1.5, 1.0, 9.5, 10.0])]
+    md = ev.table(few + base + neg)
+    assert ("g, class-conditioned baseline vs few-shot, 5 positives, on the 2 of 4 episodes it covers: "
+            "median SDRi +4.00 vs +1.50 dB; paired difference +2.50 dB (median), class-conditioned baseline better in 2 of 2.") in md
+    assert "on all 4 episodes: median SDRi +5.50 vs +5.50 dB; paired difference +0.50 dB (median)" in md
+    assert "few-shot, 5 positives + 5 negatives better in 3 of 4" in md
     assert ev.paired_note(few, "g", ev.BASELINE, ev.FEWSHOT_5) == ""
