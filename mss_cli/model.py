@@ -62,7 +62,28 @@ class Spectrogram(nn.Module):
         return torch.stft(audio, self.n_fft, self.hop, window=self.window, center=True, return_complex=True)
 
     def istft(self, spec: Tensor, length: int) -> Tensor:
-        return torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True, length=length)
+        """Inverse of ``stft`` (as ``torch.istft(..., center=True, length=length)``), written out
+        because n_fft is a multiple of hop here: the frames' overlap-add is then a sum of
+        n_fft/hop shifted copies of a (batch, frames, hop) tensor, which on 2 CPU threads runs in
+        about half torch.istft's time (it was the largest single cost of a separation)."""
+        if self.n_fft % self.hop:
+            return torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True, length=length)
+        ratio = self.n_fft // self.hop
+        frames = torch.fft.irfft(spec.transpose(1, 2), n=self.n_fft, dim=2) * self.window  # (B, T, n_fft)
+        batch, count, _ = frames.shape
+        pieces = frames.reshape(batch, count, ratio, self.hop)
+        squares = (self.window**2).reshape(ratio, self.hop)
+        out = frames.new_zeros(batch, count + ratio - 1, self.hop)
+        envelope = squares.new_zeros(count + ratio - 1, self.hop)
+        for k in range(ratio):  # piece k of frame t lands in output block t + k
+            out[:, k : k + count] += pieces[:, :, k]
+            envelope[k : k + count] += squares[k]
+        start = self.n_fft // 2  # center=True padded n_fft/2 samples on the left
+        out = out.reshape(batch, -1)[:, start : start + length]
+        envelope = envelope.reshape(-1)[start : start + length]
+        if out.shape[1] < length:  # as torch.istft, samples past the last frame are zeros
+            out, envelope = F.pad(out, (0, length - out.shape[1])), F.pad(envelope, (0, length - envelope.shape[0]), value=1.0)
+        return out / envelope.clamp_min(1e-11)
 
 
 def log_magnitude(spec: Tensor, bins: int) -> Tensor:

@@ -23,6 +23,7 @@ from torch import nn
 from mss_cli.data.episodes import Episode, EpisodeSampler, collate
 from mss_cli.data.taxonomy import load_taxonomy
 from mss_cli.device import autocast_dtype
+from mss_cli.errors import UsageError
 from mss_cli.metrics import sdr
 from mss_cli.model import ModelConfig, Separator
 
@@ -47,14 +48,25 @@ class TrainConfig:
     threads: int = 0
     precision: str = "auto"  # bf16 autocast where native (CUDA; AMX or AVX512-BF16 CPUs), as device.autocast_dtype
     init: str = ""  # start from a weights file (continue training in a fresh session; steps and hours go on)
+    teacher: str = ""  # a class-conditioned weights file to distil from (few-shot only; see TrainStep)
+    distill_weight: float = 1.0
 
 
 class TrainStep(nn.Module):
-    """Loss of one batch in a single forward(), so DDP sees every parameter used."""
+    """Loss of one batch in a single forward(), so DDP sees every parameter used.
 
-    def __init__(self, model: Separator) -> None:
+    With ``teacher_films`` (the FiLM parameters a class-conditioned teacher gives each class), a
+    few-shot model is also pulled towards what the teacher would do with the target's class: the
+    mean squared difference of the two FiLM parameter vectors, times ``distill_weight``, joins the
+    -SDR loss. It teaches the example encoder to tell classes apart (what a class vector gets for
+    free) while the -SDR term keeps what examples add beyond the class: timbre and negatives.
+    """
+
+    def __init__(self, model: Separator, teacher_films: torch.Tensor | None = None, distill_weight: float = 1.0) -> None:
         super().__init__()
         self.model = model
+        self.distill_weight = distill_weight
+        self.register_buffer("teacher_films", teacher_films, persistent=False)
 
     def cond(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         m = self.model
@@ -68,9 +80,15 @@ class TrainStep(nn.Module):
             neg = m.embed_windows(batch["negatives"].reshape(b * j, n2)).reshape(b, j, -1)
         return m.conditioning(pos, neg, batch["positive_valid"], batch["negative_valid"])
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        estimate = self.model(batch["mixture"], self.cond(batch))
-        return negative_sdr(batch["target"], estimate).mean()
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """{"loss": what to minimise, "sdr": its -SDR part, "distill": its distillation part (0 without a teacher)}."""
+        cond = self.cond(batch)
+        separation = negative_sdr(batch["target"], self.model(batch["mixture"], cond)).mean()
+        distill = torch.zeros((), device=separation.device)
+        if self.teacher_films is not None:
+            target = self.teacher_films[batch["class_id"]]
+            distill = (self.model.film(cond).float() - target).pow(2).mean()
+        return {"loss": separation + self.distill_weight * distill, "sdr": separation, "distill": distill}
 
 
 def negative_sdr(target: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -130,6 +148,26 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
     taxonomy = load_taxonomy()
     return ModelConfig(kind=cfg.kind, channels=cfg.channels, film=cfg.film, num_classes=len(taxonomy.classes),
                        class_names=[c.name for c in taxonomy.classes])
+
+
+SHARED_WITH_TEACHER = ("input_mean", "input_scale", "unet.", "film.")
+
+
+def adopt_teacher(student: Separator, teacher: Separator) -> None:
+    """Start a few-shot model from a class-conditioned one's separator (input normalisation, U-Net,
+    FiLM generator): only the example encoder must then learn to produce what the class table gave."""
+    if student.config.channels != teacher.config.channels or student.config.film != teacher.config.film:
+        raise UsageError("the teacher's U-Net differs from the student's (channels or FiLM placement)")
+    shared = {k: v for k, v in teacher.state_dict().items() if k.startswith(SHARED_WITH_TEACHER)}
+    student.load_state_dict(shared, strict=False)
+
+
+def teacher_films(teacher: Separator) -> torch.Tensor:
+    """The FiLM parameters (classes, 2 x sum of FiLM'd channels) the teacher gives each class."""
+    if teacher.config.kind != "classcond":
+        raise UsageError("the teacher must be a class-conditioned model (mss train --kind classcond)")
+    with torch.no_grad():
+        return teacher.film(teacher.class_table.weight).float()
 
 
 def validate(model: Separator, episodes: list[Episode], use_negatives: bool) -> tuple[float, float]:
@@ -192,23 +230,35 @@ def train(cfg: TrainConfig) -> Path:
     ckpt = run / "last.safetensors"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, hours = 0, 0.0
+    teacher, distill_targets = None, None
+    if cfg.teacher:
+        from mss_cli.weights import load_model
+
+        if cfg.kind != "fewshot":
+            raise UsageError("--teacher trains a few-shot model (--kind fewshot)")
+        teacher = load_model(cfg.teacher, fuse=False)
+        distill_targets = teacher_films(teacher)
     if ckpt.exists():
         step, hours = load_checkpoint(ckpt, model, opt)
-    elif cfg.init:
-        from mss_cli.weights import load_model, read_metadata
+    else:
+        if cfg.init:
+            from mss_cli.weights import load_model, read_metadata
 
-        model.load_state_dict(load_model(cfg.init, fuse=False).state_dict())
-        # The count goes on (fresh optimiser state): --steps is the cumulative target, and the
-        # exported file's steps and hours say how much training the weights have had in all.
-        meta = read_metadata(cfg.init)
-        step, hours = int(json.loads(meta.get("steps", "0"))), float(json.loads(meta.get("train_hours", "0")))
+            model.load_state_dict(load_model(cfg.init, fuse=False).state_dict())
+            # The count goes on (fresh optimiser state): --steps is the cumulative target, and the
+            # exported file's steps and hours say how much training the weights have had in all.
+            meta = read_metadata(cfg.init)
+            step, hours = int(json.loads(meta.get("steps", "0"))), float(json.loads(meta.get("train_hours", "0")))
+        if teacher is not None:
+            adopt_teacher(model, teacher)
     model.to(device)
     for s in opt.state.values():
         for k, v in s.items():
             if isinstance(v, torch.Tensor) and k != "step":
                 s[k] = v.to(device)
     dtype = autocast_dtype(str(device), cfg.precision)
-    stepper: nn.Module = TrainStep(model)
+    stepper: nn.Module = TrainStep(model, distill_targets, cfg.distill_weight)
+    stepper.to(device)
     if world > 1:
         stepper = nn.parallel.DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None)
     hop = model.config.hop
@@ -220,30 +270,34 @@ def train(cfg: TrainConfig) -> Path:
     log = log_path.open("a", newline="")
     writer = csv.writer(log)
     if new_log:
-        writer.writerow(["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg"])
+        writer.writerow(["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg", "distill"])
     started = time.time()
     session_start = hours
-    smooth = None
+    smooth = smooth_distill = None
     model.train()
     while step < cfg.steps:
         sampler.example = int(random.choice(cfg.example_seconds) * model.config.sample_rate)
         batch = {k: v.to(device) for k, v in collate([sampler.sample() for _ in range(cfg.batch)]).items()}
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            loss = stepper(batch)
+            losses = stepper(batch)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["loss"].backward()
         nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         step += 1
-        smooth = loss.item() if smooth is None else 0.98 * smooth + 0.02 * loss.item()
+        # The logged loss is the -SDR part alone, so runs with and without a teacher compare.
+        smooth = ema(smooth, losses["sdr"].item())
+        smooth_distill = ema(smooth_distill, losses["distill"].item())
         hours = session_start + (time.time() - started) / 3600
         out_of_time = cfg.minutes and (time.time() - started) > cfg.minutes * 60
         if rank == 0:
-            row = [step, f"{smooth:.5f}", f"{hours:.4f}", "", "", ""]
+            row = [step, f"{smooth:.5f}", f"{hours:.4f}", "", "", "", f"{smooth_distill:.5f}" if teacher is not None else ""]
             if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
                 v_sdr, v_sdri = validate(model, val_set, use_negatives=False)
                 row[3:5] = [f"{v_sdr:.3f}", f"{v_sdri:.3f}"]
                 report = f"step {step} loss {smooth:.4f} val SDR {v_sdr:.2f} SDRi {v_sdri:.2f}"
+                if teacher is not None:
+                    report = f"{report} distill {smooth_distill:.4f}"
                 if model.config.kind == "fewshot":  # the class-conditioned baseline takes no negatives
                     _, v_sdri_neg = validate(model, val_set, use_negatives=True)
                     row[5] = f"{v_sdri_neg:.3f}"
@@ -261,6 +315,11 @@ def train(cfg: TrainConfig) -> Path:
     if world > 1:
         torch.distributed.destroy_process_group()
     return ckpt
+
+
+def ema(average: float | None, value: float) -> float:
+    """The smoothed training curve: an exponential moving average over about 50 steps."""
+    return value if average is None else 0.98 * average + 0.02 * value
 
 
 def export(checkpoint: str | Path, out: str | Path, half: bool = True) -> Path:

@@ -44,6 +44,21 @@ def test_overlap_add_reconstructs_a_pointwise_model_exactly(frames, chunk, overl
     np.testing.assert_allclose(y, 0.5 * x, atol=1e-6)
 
 
+@pytest.mark.parametrize("length", [2048, 5000, 44100, 130560])
+def test_hop_aligned_istft_matches_torch_istft(length):
+    from mss_cli.model import Spectrogram
+
+    spectrogram = Spectrogram(2048, 512)
+    x = torch.from_numpy(np.random.default_rng(length).standard_normal((3, length)).astype(np.float32))
+    spec = spectrogram.stft(x)
+    for n in (length, length - 100):
+        ours = spectrogram.istft(spec, n)
+        reference = torch.istft(spec, 2048, 512, window=spectrogram.window, center=True, length=n)
+        assert ours.shape == reference.shape
+        torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(spectrogram.istft(spec, length), x, atol=1e-5, rtol=0)  # perfect reconstruction
+
+
 def test_chunked_output_matches_whole_track(tiny_weights):
     model = load_model(tiny_weights)
     cond = torch.randn(model.config.cond_dim)

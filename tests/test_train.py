@@ -78,3 +78,38 @@ def test_training_can_start_from_shipped_style_weights(tmp_path, tiny_dataset):
     assert [r["step"] for r in rows] == ["2", "3"]  # two more steps, numbered after the first
     meta = read_metadata(continued)
     assert meta["steps"] == "3"  # hours go on too (rounded to 3.6 s in exports: too coarse to assert here)
+
+
+def test_fewshot_model_distilled_from_a_class_conditioned_teacher(tmp_path, tiny_dataset):
+    """--teacher: the student starts from the teacher's separator, and the FiLM-matching term is
+    logged beside the -SDR loss; a few-shot model is refused as a teacher."""
+    import pytest
+    import torch
+
+    from mss_cli.errors import UsageError
+    from mss_cli.model import ModelConfig, Separator
+    from mss_cli.train import adopt_teacher
+
+    cc = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "cc"), kind="classcond", channels=TINY_CHANNELS,
+                     steps=1, batch=2, val_episodes=1, val_every=1, threads=2)
+    teacher_path = export(train(cc), tmp_path / "cc.safetensors")
+    teacher = load_model(teacher_path, fuse=False)
+    student = Separator(ModelConfig(channels=TINY_CHANNELS))
+    encoder_before = {k: v.clone() for k, v in student.encoder.state_dict().items()}
+    adopt_teacher(student, teacher)
+    for name, value in teacher.state_dict().items():
+        if name.startswith(("unet.", "film.", "input_")):
+            assert torch.equal(student.state_dict()[name], value), name
+    assert all(torch.equal(student.encoder.state_dict()[k], v) for k, v in encoder_before.items())
+
+    fs = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "fs"), channels=TINY_CHANNELS, steps=2, batch=2,
+                     val_episodes=1, val_every=2, threads=2, teacher=str(teacher_path))
+    train(fs)
+    rows = list(csv.DictReader((tmp_path / "fs" / "log.csv").open()))
+    assert rows and all(float(r["distill"]) > 0 and np.isfinite(float(r["distill"])) for r in rows)
+
+    student_path = export(tmp_path / "fs" / "last.safetensors", tmp_path / "fs.safetensors")
+    bad = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "bad"), channels=TINY_CHANNELS, steps=1, batch=2,
+                      threads=2, teacher=str(student_path))
+    with pytest.raises(UsageError, match="class-conditioned"):
+        train(bad)
