@@ -331,7 +331,7 @@ def info(
     path = weights or shipped_weights()
     try:
         meta = read_metadata(path)
-        model = load_model(path)
+        model = load_model(path, fuse=False)  # the trained parameters, as the model card counts them
     except MssError as exc:
         raise UsageError(str(exc)) from None
     details = {

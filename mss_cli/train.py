@@ -202,6 +202,11 @@ def plot_curve(log_path: Path, png_path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     ax[0].plot(steps, [float(r["loss"]) for r in rows])
     ax[0].set(xlabel="step", ylabel="-SDR loss (train, smoothed, dB)")
+    distilled = [r for r in rows if r.get("distill")]
+    if distilled:  # a run with --teacher: its second loss term on a second axis
+        twin = ax[0].twinx()
+        twin.plot([int(r["step"]) for r in distilled], [float(r["distill"]) for r in distilled], color="tab:orange")
+        twin.set_ylabel("distillation term (FiLM MSE, smoothed)", color="tab:orange")
     val = [r for r in rows if r["val_sdri"]]
     if val:
         neg = [r for r in val if r["val_sdri_neg"]]
