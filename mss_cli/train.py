@@ -23,7 +23,7 @@ from torch import nn
 from mss_cli.data.episodes import Episode, EpisodeSampler, collate
 from mss_cli.data.taxonomy import load_taxonomy
 from mss_cli.device import autocast_dtype
-from mss_cli.errors import UsageError
+from mss_cli.errors import MssError, UsageError
 from mss_cli.metrics import sdr
 from mss_cli.model import ModelConfig, Separator
 
@@ -150,6 +150,17 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
                        class_names=[c.name for c in taxonomy.classes])
 
 
+def given_weights(path: str) -> Separator:
+    """A weights file named on the command line (--init, --teacher), unfused for training; a
+    missing or bad file is a usage error (exit 2), as for every other command."""
+    from mss_cli.weights import load_model
+
+    try:
+        return load_model(path, fuse=False)
+    except MssError as exc:
+        raise UsageError(str(exc)) from None
+
+
 SHARED_WITH_TEACHER = ("input_mean", "input_scale", "unet.", "film.")
 
 
@@ -252,19 +263,17 @@ def train(cfg: TrainConfig) -> Path:
     step, hours = 0, 0.0
     teacher, distill_targets = None, None
     if cfg.teacher:
-        from mss_cli.weights import load_model
-
         if cfg.kind != "fewshot":
             raise UsageError("--teacher trains a few-shot model (--kind fewshot)")
-        teacher = load_model(cfg.teacher, fuse=False)
+        teacher = given_weights(cfg.teacher)
         distill_targets = teacher_films(teacher)
     if ckpt.exists():
         step, hours = load_checkpoint(ckpt, model, opt)
     else:
         if cfg.init:
-            from mss_cli.weights import load_model, read_metadata
+            from mss_cli.weights import read_metadata
 
-            model.load_state_dict(load_model(cfg.init, fuse=False).state_dict())
+            model.load_state_dict(given_weights(cfg.init).state_dict())
             # The count goes on (fresh optimiser state): --steps is the cumulative target, and the
             # exported file's steps and hours say how much training the weights have had in all.
             meta = read_metadata(cfg.init)

@@ -117,3 +117,6 @@ def test_fewshot_model_distilled_from_a_class_conditioned_teacher(tmp_path, tiny
                       threads=2, teacher=str(student_path))
     with pytest.raises(UsageError, match="class-conditioned"):
         train(bad)
+    bad.teacher, bad.init = str(tmp_path / "missing.safetensors"), ""
+    with pytest.raises(UsageError, match="not found"):  # exit 2, like any bad weights file
+        train(bad)
