@@ -22,6 +22,7 @@ import torch
 from mss_cli.conditioning import class_vector, trained_classes
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.metrics import si_sdr
+from mss_cli.model import Spectrogram
 from mss_cli.separate import make_separator
 
 GROUPS = {"seen": ("val", "seen"), "unseen": ("val", "unseen"), "unseen timbre": ("timbre", "all")}
@@ -62,12 +63,16 @@ def separate_episode(model, cond: torch.Tensor, episode: Episode) -> np.ndarray:
     return make_separator(model, cond)(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 
+# The oracle and NMF baselines use the separator's transform (n_fft 2048, hop 512), with no model.
+SPECTROGRAM = Spectrogram(2048, 512)
+
+
 def _stft(x: np.ndarray) -> torch.Tensor:
-    return torch.stft(torch.from_numpy(x), 2048, 512, window=torch.hann_window(2048), return_complex=True)
+    return SPECTROGRAM.stft(torch.from_numpy(x)[None])[0]
 
 
 def _istft(spec: torch.Tensor, length: int) -> np.ndarray:
-    return torch.istft(spec, 2048, 512, window=torch.hann_window(2048), length=length).numpy()
+    return SPECTROGRAM.istft(spec[None], length)[0].numpy()
 
 
 def oracle_irm(episode: Episode) -> np.ndarray:

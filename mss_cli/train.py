@@ -161,6 +161,9 @@ def given_weights(path: str) -> Separator:
         raise UsageError(str(exc)) from None
 
 
+# log.csv: losses every 10 steps; validation columns only on validation steps (empty otherwise).
+LOG_COLUMNS = ["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg", "distill", "val_sdri_unseen"]
+
 SHARED_WITH_TEACHER = ("input_mean", "input_scale", "unet.", "film.")
 
 
@@ -290,17 +293,17 @@ def train(cfg: TrainConfig) -> Path:
     stepper.to(device)
     if world > 1:
         stepper = nn.parallel.DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None)
-    hop = model.config.hop
-    sampler = EpisodeSampler(cfg.data, "train", (cfg.segment_frames - 1) * hop, 3 * 44100, seed=cfg.seed * 1000 + rank + step)
-    val_sampler = EpisodeSampler(cfg.data, "val", (cfg.segment_frames - 1) * hop, int(3 * 44100), seed=1234)
+    segment = (cfg.segment_frames - 1) * model.config.hop
+    sampler = EpisodeSampler(cfg.data, "train", segment, 3 * 44100, seed=cfg.seed * 1000 + rank + step)
+    val_sampler = EpisodeSampler(cfg.data, "val", segment, 3 * 44100, seed=1234)
     val_set = [val_sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)] if rank == 0 else []
-    val_unseen = unseen_validation(cfg, (cfg.segment_frames - 1) * hop) if rank == 0 and cfg.kind == "fewshot" else []
+    val_unseen = unseen_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
     log_path = run / "log.csv"
     new_log = not log_path.exists()
     log = log_path.open("a", newline="")
-    writer = csv.writer(log)
+    writer = csv.DictWriter(log, LOG_COLUMNS)
     if new_log:
-        writer.writerow(["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg", "distill", "val_sdri_unseen"])
+        writer.writeheader()
     started = time.time()
     session_start = hours
     smooth = smooth_distill = None
@@ -321,23 +324,26 @@ def train(cfg: TrainConfig) -> Path:
         hours = session_start + (time.time() - started) / 3600
         out_of_time = cfg.minutes and (time.time() - started) > cfg.minutes * 60
         if rank == 0:
-            row = [step, f"{smooth:.5f}", f"{hours:.4f}", "", "", "", f"{smooth_distill:.5f}" if teacher is not None else "", ""]
+            row = dict.fromkeys(LOG_COLUMNS, "")
+            row.update(step=step, loss=f"{smooth:.5f}", hours=f"{hours:.4f}")
+            if teacher is not None:
+                row["distill"] = f"{smooth_distill:.5f}"
             if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
                 v_sdr, v_sdri = validate(model, val_set, use_negatives=False)
-                row[3:5] = [f"{v_sdr:.3f}", f"{v_sdri:.3f}"]
+                row.update(val_sdr=f"{v_sdr:.3f}", val_sdri=f"{v_sdri:.3f}")
                 report = f"step {step} loss {smooth:.4f} val SDR {v_sdr:.2f} SDRi {v_sdri:.2f}"
                 if teacher is not None:
                     report = f"{report} distill {smooth_distill:.4f}"
                 if model.config.kind == "fewshot":  # the class-conditioned baseline takes no negatives
                     _, v_sdri_neg = validate(model, val_set, use_negatives=True)
-                    row[5] = f"{v_sdri_neg:.3f}"
+                    row["val_sdri_neg"] = f"{v_sdri_neg:.3f}"
                     report += f" (+neg {v_sdri_neg:.2f})"
                 if val_unseen:
                     _, v_unseen = validate(model, val_unseen, use_negatives=False)
-                    row[7] = f"{v_unseen:.3f}"
+                    row["val_sdri_unseen"] = f"{v_unseen:.3f}"
                     report += f" unseen classes {v_unseen:.2f}"
                 print(report, flush=True)
-            if step % 10 == 0 or row[3]:
+            if step % 10 == 0 or row["val_sdr"]:
                 writer.writerow(row)
                 log.flush()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
