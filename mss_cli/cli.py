@@ -396,6 +396,7 @@ def train(
     init: str = typer.Option("", "--init", help="Start from a weights file."),
     teacher: str = typer.Option("", "--teacher", help="Distil a few-shot model from this class-conditioned one (its U-Net is the start)."),
     distill_weight: float = typer.Option(1.0, "--distill-weight", min=0.0, help="Weight of the distillation term against the -SDR loss."),
+    contrast_weight: float = typer.Option(0.0, "--contrast-weight", min=0.0, help="Weight of the example-contrast term (few-shot): targets nearer their class's example clips than others'."),
     export_to: Optional[Path] = typer.Option(None, "--export", help="After training, write shippable fp16 weights here."),
     val_every: int = typer.Option(200, "--val-every", min=1),
     val_episodes: int = typer.Option(48, "--val-episodes", min=1),
@@ -409,7 +410,7 @@ def train(
     from mss_cli.train import train as run_training
 
     cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr,
-                      seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, val_every=val_every, val_episodes=val_episodes,
+                      seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
                       checkpoint_every=checkpoint_every)
     if channels:
         cfg.channels = [int(c) for c in channels.split(",")]

@@ -50,6 +50,7 @@ class TrainConfig:
     init: str = ""  # start from a weights file (continue training in a fresh session; steps and hours go on)
     teacher: str = ""  # a class-conditioned weights file to distil from (few-shot only; see TrainStep)
     distill_weight: float = 1.0
+    contrast_weight: float = 0.0  # weight of the example-contrast term (few-shot only; see TrainStep)
 
 
 class TrainStep(nn.Module):
@@ -60,35 +61,69 @@ class TrainStep(nn.Module):
     mean squared difference of the two FiLM parameter vectors, times ``distill_weight``, joins the
     -SDR loss. It teaches the example encoder to tell classes apart (what a class vector gets for
     free) while the -SDR term keeps what examples add beyond the class: timbre and negatives.
+
+    With ``contrast_weight`` the example encoder learns the same thing with no fixed class points
+    (which a distilled encoder collapsed onto, losing unseen classes): ``example_contrast`` asks each
+    episode's clean target, embedded by the same encoder, to be nearer its own class's example clips
+    in the batch than the other classes'.
     """
 
-    def __init__(self, model: Separator, teacher_films: torch.Tensor | None = None, distill_weight: float = 1.0) -> None:
+    def __init__(self, model: Separator, teacher_films: torch.Tensor | None = None, distill_weight: float = 1.0,
+                 contrast_weight: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.distill_weight = distill_weight
+        self.contrast_weight = contrast_weight
         self.register_buffer("teacher_films", teacher_films, persistent=False)
 
-    def cond(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def embed_examples(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-clip embeddings of the positives (B, K, E) and negatives (B, J, E), or None without any."""
         m = self.model
-        if m.config.kind == "classcond":
-            return m.class_conditioning(batch["class_id"])
         b, k, n = batch["positives"].shape
         pos = m.embed_windows(batch["positives"].reshape(b * k, n)).reshape(b, k, -1)
         neg = None
         if batch["negatives"].shape[1]:
             _, j, n2 = batch["negatives"].shape
             neg = m.embed_windows(batch["negatives"].reshape(b * j, n2)).reshape(b, j, -1)
-        return m.conditioning(pos, neg, batch["positive_valid"], batch["negative_valid"])
+        return pos, neg
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{"loss": what to minimise, "sdr": its -SDR part, "distill": its distillation part (0 without a teacher)}."""
-        cond = self.cond(batch)
-        separation = negative_sdr(batch["target"], self.model(batch["mixture"], cond)).mean()
-        distill = torch.zeros((), device=separation.device)
+        """{"loss": what to minimise, "sdr": its -SDR part, "distill" and "contrast": its other terms
+        (0 where not asked for)}."""
+        m = self.model
+        zero = torch.zeros((), device=batch["mixture"].device)
+        distill, contrast = zero, zero
+        if m.config.kind == "classcond":
+            cond = m.class_conditioning(batch["class_id"])
+        else:
+            pos, neg = self.embed_examples(batch)
+            cond = m.conditioning(pos, neg, batch["positive_valid"], batch["negative_valid"])
+            if self.contrast_weight:
+                contrast = example_contrast(m.embed_windows(batch["target"]), pos, batch["positive_valid"], batch["class_id"])
+        separation = negative_sdr(batch["target"], m(batch["mixture"], cond)).mean()
         if self.teacher_films is not None:
             target = self.teacher_films[batch["class_id"]]
-            distill = (self.model.film(cond).float() - target).pow(2).mean()
-        return {"loss": separation + self.distill_weight * distill, "sdr": separation, "distill": distill}
+            distill = (m.film(cond).float() - target).pow(2).mean()
+        loss = separation + self.distill_weight * distill + self.contrast_weight * contrast
+        return {"loss": loss, "sdr": separation, "distill": distill, "contrast": contrast}
+
+
+CONTRAST_TEMPERATURE = 0.2
+
+
+def example_contrast(anchors: torch.Tensor, clips: torch.Tensor, valid: torch.Tensor, class_id: torch.Tensor) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) of each target embedding (B, E) against every
+    valid positive clip of the batch (B, K, E): the clips of the anchor's class (its own episode's
+    and any other episode's with that class) are its positives, all others its negatives. Cosine
+    similarity over ``CONTRAST_TEMPERATURE``; classes are only ever compared, never given a point."""
+    b, k, _ = clips.shape
+    flat = nn.functional.normalize(clips.reshape(b * k, -1).float(), dim=1)
+    keep = valid.reshape(-1)
+    flat, clip_class = flat[keep], class_id.repeat_interleave(k)[keep]
+    logits = nn.functional.normalize(anchors.float(), dim=1) @ flat.T / CONTRAST_TEMPERATURE  # (B, clips)
+    same = (class_id[:, None] == clip_class[None, :]).float()
+    log_prob = logits.log_softmax(dim=1)
+    return (-(log_prob * same).sum(dim=1) / same.sum(dim=1)).mean()
 
 
 def negative_sdr(target: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -162,7 +197,10 @@ def given_weights(path: str) -> Separator:
 
 
 # log.csv: losses every 10 steps; validation columns only on validation steps (empty otherwise).
-LOG_COLUMNS = ["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg", "distill", "val_sdri_unseen"]
+LOG_COLUMNS = ["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg", "distill", "val_sdri_unseen", "contrast"]
+
+# Loss terms besides -SDR that a run may add, logged in their own column when enabled.
+AUX_TERMS = {"distill": "distillation (FiLM MSE)", "contrast": "example contrast"}
 
 SHARED_WITH_TEACHER = ("input_mean", "input_scale", "unet.", "film.")
 
@@ -227,11 +265,14 @@ def plot_curve(log_path: Path, png_path: Path) -> None:
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     ax[0].plot(steps, [float(r["loss"]) for r in rows])
     ax[0].set(xlabel="step", ylabel="-SDR loss (train, smoothed, dB)")
-    distilled = [r for r in rows if r.get("distill")]
-    if distilled:  # a run with --teacher: its second loss term on a second axis
+    extra = [(name, [r for r in rows if r.get(name)]) for name in AUX_TERMS]
+    extra = [(name, got) for name, got in extra if got]
+    if extra:  # a run with --teacher or --contrast-weight: its other loss terms on a second axis
         twin = ax[0].twinx()
-        twin.plot([int(r["step"]) for r in distilled], [float(r["distill"]) for r in distilled], color="tab:orange")
-        twin.set_ylabel("distillation term (FiLM MSE, smoothed)", color="tab:orange")
+        for (name, got), color in zip(extra, ("tab:orange", "tab:green")):
+            twin.plot([int(r["step"]) for r in got], [float(r[name]) for r in got], color=color, label=AUX_TERMS[name])
+        twin.set_ylabel("other loss terms (smoothed)")
+        twin.legend(loc="upper right", fontsize="small")
     val = [r for r in rows if r["val_sdri"]]
     if val:
         neg = [r for r in val if r["val_sdri_neg"]]
@@ -270,6 +311,8 @@ def train(cfg: TrainConfig) -> Path:
             raise UsageError("--teacher trains a few-shot model (--kind fewshot)")
         teacher = given_weights(cfg.teacher)
         distill_targets = teacher_films(teacher)
+    if cfg.contrast_weight and cfg.kind != "fewshot":
+        raise UsageError("--contrast-weight trains a few-shot model's example encoder (--kind fewshot)")
     if ckpt.exists():
         step, hours = load_checkpoint(ckpt, model, opt)
     else:
@@ -289,7 +332,7 @@ def train(cfg: TrainConfig) -> Path:
             if isinstance(v, torch.Tensor) and k != "step":
                 s[k] = v.to(device)
     dtype = autocast_dtype(str(device), cfg.precision)
-    stepper: nn.Module = TrainStep(model, distill_targets, cfg.distill_weight)
+    stepper: nn.Module = TrainStep(model, distill_targets, cfg.distill_weight, cfg.contrast_weight)
     stepper.to(device)
     if world > 1:
         stepper = nn.parallel.DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None)
@@ -306,7 +349,9 @@ def train(cfg: TrainConfig) -> Path:
         writer.writeheader()
     started = time.time()
     session_start = hours
-    smooth = smooth_distill = None
+    smooth = None
+    active = [name for name, on in (("distill", teacher is not None), ("contrast", cfg.contrast_weight > 0)) if on]
+    smooth_aux: dict[str, float | None] = dict.fromkeys(active)
     model.train()
     while step < cfg.steps:
         sampler.example = int(random.choice(cfg.example_seconds) * model.config.sample_rate)
@@ -320,20 +365,19 @@ def train(cfg: TrainConfig) -> Path:
         step += 1
         # The logged loss is the -SDR part alone, so runs with and without a teacher compare.
         smooth = ema(smooth, losses["sdr"].item())
-        smooth_distill = ema(smooth_distill, losses["distill"].item())
+        for name in active:
+            smooth_aux[name] = ema(smooth_aux[name], losses[name].item())
         hours = session_start + (time.time() - started) / 3600
         out_of_time = cfg.minutes and (time.time() - started) > cfg.minutes * 60
         if rank == 0:
             row = dict.fromkeys(LOG_COLUMNS, "")
             row.update(step=step, loss=f"{smooth:.5f}", hours=f"{hours:.4f}")
-            if teacher is not None:
-                row["distill"] = f"{smooth_distill:.5f}"
+            row.update({name: f"{value:.5f}" for name, value in smooth_aux.items()})
             if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
                 v_sdr, v_sdri = validate(model, val_set, use_negatives=False)
                 row.update(val_sdr=f"{v_sdr:.3f}", val_sdri=f"{v_sdri:.3f}")
                 report = f"step {step} loss {smooth:.4f} val SDR {v_sdr:.2f} SDRi {v_sdri:.2f}"
-                if teacher is not None:
-                    report = f"{report} distill {smooth_distill:.4f}"
+                report += "".join(f" {name} {value:.4f}" for name, value in smooth_aux.items())
                 if model.config.kind == "fewshot":  # the class-conditioned baseline takes no negatives
                     _, v_sdri_neg = validate(model, val_set, use_negatives=True)
                     row["val_sdri_neg"] = f"{v_sdri_neg:.3f}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import subprocess
 import sys
@@ -120,3 +121,40 @@ def test_fewshot_model_distilled_from_a_class_conditioned_teacher(tmp_path, tiny
     bad.teacher, bad.init = str(tmp_path / "missing.safetensors"), ""
     with pytest.raises(UsageError, match="not found"):  # exit 2, like any bad weights file
         train(bad)
+
+
+def test_example_contrast_prefers_the_anchors_own_class():
+    """The contrast term is low when each target lies nearest its class's clips (its floor with two
+    such clips is log 2), high when nearest another class's; padded clips take no part."""
+    import torch
+
+    from mss_cli.train import example_contrast
+
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    clips = torch.stack([torch.stack([a, a, b]), torch.stack([b, b, a])])  # episode 1's third clip is padding
+    valid = torch.tensor([[True, True, False], [True, True, False]])
+    classes = torch.tensor([3, 7])
+    right = example_contrast(torch.stack([a, b]), clips, valid, classes)
+    wrong = example_contrast(torch.stack([b, a]), clips, valid, classes)
+    assert abs(right - math.log(2)) < 0.01 and wrong > 5.0
+    # the padding (pointing the "wrong" way) changes nothing while it is masked
+    assert torch.isclose(right, example_contrast(torch.stack([a, b]), clips[:, :2], valid[:, :2], classes))
+
+
+def test_tiny_run_with_the_example_contrast_term(tmp_path, tiny_dataset):
+    """--contrast-weight logs its term beside the -SDR loss; the baseline, which has no example
+    encoder, refuses it."""
+    import pytest
+
+    from mss_cli.errors import UsageError
+
+    cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "fs"), channels=TINY_CHANNELS, steps=2, batch=2,
+                      val_episodes=1, val_every=2, threads=2, contrast_weight=0.5)
+    train(cfg)
+    rows = list(csv.DictReader((tmp_path / "fs" / "log.csv").open()))
+    assert rows and all(float(r["contrast"]) > 0 and np.isfinite(float(r["contrast"])) for r in rows)
+    assert not any(r["distill"] for r in rows)
+    cc = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "cc"), kind="classcond", channels=TINY_CHANNELS,
+                     steps=1, batch=2, threads=2, contrast_weight=0.5)
+    with pytest.raises(UsageError, match="contrast"):
+        train(cc)
