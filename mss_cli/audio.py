@@ -38,6 +38,17 @@ FORMATS: dict[str, tuple[str, str, dict[str, str] | None]] = {
 BLOCK = 65536
 
 
+def _current_umask() -> int:
+    """The process umask (read once, at import, while nothing else runs: reading it means setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Outputs get the permissions any new file would (mkstemp alone makes them private, 0600).
+OUTPUT_MODE = 0o666 & ~_current_umask()
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     sample_rate: int
@@ -108,6 +119,8 @@ class AudioReader:
             data = self._file.read(size, dtype="float32", always_2d=True)
             if data.shape[0] == 0:
                 return
+            if not np.isfinite(data).all():  # one NaN would spread over a whole chunk's output
+                raise MssError(f"{self.source}: contains NaN or infinite samples (not valid audio)")
             yield data
 
     def _cleanup(self) -> None:
@@ -198,6 +211,7 @@ class AtomicWriter:
         if not os.access(path.parent, os.W_OK):
             raise MssError(f"{path.parent}: output folder is not writable")
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent)
+        os.fchmod(fd, OUTPUT_MODE)
         os.close(fd)
         self.tmp = Path(tmp)
         self.clipped = 0

@@ -57,6 +57,9 @@ def test_separate_writes_target_and_residual_that_sum_to_the_mix(capsys, workdir
     assert np.abs(target + residual - mix).max() < 2.5 / 32768  # exact up to 16-bit rounding
     assert np.abs(target).max() > 1e-3  # the model did produce something
     assert sf.info("separated/song/target.wav").subtype == "PCM_16"  # the input's bit depth
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert Path("separated/song/target.wav").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     assert not list(Path("separated").rglob("*.partial*"))
 
 
@@ -244,7 +247,8 @@ def test_bad_example_clips(capsys, workdir, tiny_weights):
     sf.write("short.wav", tone(0.4, channels=1), 44100)
     sf.write("silent.wav", np.zeros((44100 * 2, 1), np.float32), 44100)
     Path("garbage.wav").write_bytes(b"RIFF....garbage")
-    for name, needle in (("short.wav", "too short"), ("silent.wav", "silent"), ("garbage.wav", "decode")):
+    sf.write("nan.wav", np.where(np.arange(44100 * 2)[:, None] == 500, np.nan, tone(2.0, channels=1)), 44100, subtype="FLOAT")
+    for name, needle in (("short.wav", "too short"), ("silent.wav", "silent"), ("garbage.wav", "decode"), ("nan.wav", "NaN")):
         code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", name)
         assert code == 2, err
         assert_one_line_error(err, name, needle)
@@ -254,7 +258,10 @@ def test_bad_inputs(capsys, workdir, tiny_weights):
     sf.write("silent.wav", np.zeros((44100, 2), np.float32), 44100)
     sf.write("empty.wav", np.zeros((0, 2), np.float32), 44100)
     Path("text.wav").write_text("hello")
-    for name, needle in (("silent.wav", "silent"), ("empty.wav", "empty"), ("text.wav", "decode")):
+    mix = tone(1.0)
+    mix[300, 1] = np.inf  # one bad sample would spread over a whole chunk of output
+    sf.write("inf.wav", mix, 44100, subtype="FLOAT")
+    for name, needle in (("silent.wav", "silent"), ("empty.wav", "empty"), ("text.wav", "decode"), ("inf.wav", "infinite")):
         code, _, err = separate(capsys, tiny_weights, name, "--like", "like_1.wav")
         assert code == 1, err
         assert_one_line_error(err, name, needle)
