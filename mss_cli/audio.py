@@ -71,16 +71,17 @@ def ffmpeg_binary() -> str | None:
 class AudioReader:
     """A decoded audio file read in float32 blocks of shape (frames, channels)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.source = str(path)
+    def __init__(self, path: str | Path, name: str | None = None) -> None:
+        """``name``: what errors call the file, where its path means nothing to the user (stdin's spool)."""
+        self.source = name or str(path)
         self._tmp: Path | None = None
         path = Path(path)
         if not path.exists():
-            raise MssError(f"{path}: file not found")
+            raise MssError(f"{self.source}: file not found")
         if path.is_dir():
-            raise MssError(f"{path}: is a folder, not an audio file")
+            raise MssError(f"{self.source}: is a folder, not an audio file")
         if not os.access(path, os.R_OK):
-            raise MssError(f"{path}: permission denied")
+            raise MssError(f"{self.source}: permission denied")
         try:
             self._file = sf.SoundFile(str(path))
         except (sf.LibsndfileError, RuntimeError, TypeError):
@@ -88,14 +89,14 @@ class AudioReader:
         self.info = AudioInfo(self._file.samplerate, self._file.channels, self._file.frames, self._file.subtype)
         if self.info.frames == 0:
             self.close()
-            raise MssError(f"{path}: empty audio (0 samples)")
+            raise MssError(f"{self.source}: empty audio (0 samples)")
 
     def _via_ffmpeg(self, path: Path) -> sf.SoundFile:
         """Decode a container soundfile cannot read into a temporary float WAV (bounded memory)."""
         ffmpeg = ffmpeg_binary()
         if ffmpeg is None:
             hint = "install ffmpeg to read this format" if path.suffix.lower() in FFMPEG_EXTENSIONS else "not a readable audio file"
-            raise MssError(f"{path}: cannot decode ({hint}; ffmpeg not found)")
+            raise MssError(f"{self.source}: cannot decode ({hint}; ffmpeg not found)")
         fd, tmp = tempfile.mkstemp(suffix=".wav", prefix="mss-decode-")
         os.close(fd)
         self._tmp = Path(tmp)
@@ -105,13 +106,13 @@ class AudioReader:
         )
         if proc.returncode != 0:
             self._cleanup()
-            reason = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-            raise MssError(f"{path}: cannot decode audio ({reason})")
+            reason = (proc.stderr.strip().splitlines() or ["unknown error"])[-1].replace(str(path), self.source)
+            raise MssError(f"{self.source}: cannot decode audio ({reason})")
         try:
             return sf.SoundFile(tmp)
         except (sf.LibsndfileError, RuntimeError):
             self._cleanup()
-            raise MssError(f"{path}: cannot decode audio (no audio stream)") from None
+            raise MssError(f"{self.source}: cannot decode audio (no audio stream)") from None
 
     def blocks(self, size: int = BLOCK) -> Iterator[np.ndarray]:
         self._file.seek(0)

@@ -211,9 +211,10 @@ def separate(
         done = len(plans) - len(failures)
         say(f"mss: {done} of {len(plans)} file(s) separated in {time.time() - started:.1f} s")
     if failures:
-        say(f"mss: {len(failures)} input(s) failed:")
-        for message in failures:
-            say(f"  {message}")
+        if len(plans) > 1:  # a batch's failures, gathered after the progress output (one input's error stands alone)
+            say(f"mss: {len(failures)} input(s) failed:")
+            for message in failures:
+                say(f"  {message}")
         raise typer.Exit(1)
 
 

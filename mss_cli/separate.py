@@ -84,7 +84,7 @@ def separate_file(model, cond_vector, source: str | Path, outputs: Outputs, opti
     """
     started = time.time()
     label = label or str(source)
-    with AudioReader(source) as reader:
+    with AudioReader(source, label) as reader:
         info = reader.info
         subtype = resolve_subtype(options.fmt, options.bit_depth, info.subtype)
         writers: dict[str, tuple[str, object]] = {}

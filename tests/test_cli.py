@@ -161,6 +161,13 @@ def test_stdin_to_stdout_pipe(workdir, tiny_weights):
     mix, _ = sf.read("song.wav")
     assert rate == 44100 and piped.shape == mix.shape
     assert np.abs(piped).max() > 1e-3
+    # Garbage on stdin: one error line that calls it "-", not the temporary file it was spooled to.
+    bad = subprocess.run([sys.executable, "-m", "mss_cli", "separate", "-", "--like", "like_1.wav", "-o", "-",
+                          "--weights", str(tiny_weights)], input=b"not audio at all" * 100, capture_output=True, env=env)
+    err = bad.stderr.decode()
+    assert bad.returncode == 1 and bad.stdout == b""
+    assert_one_line_error(err, "-: cannot decode")
+    assert "mss-stdin" not in err and err.count("cannot decode") == 1, err
 
 
 def test_profiles_are_saved_listed_and_reused(capsys, workdir, tiny_weights, tmp_path_factory):
