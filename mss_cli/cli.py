@@ -393,6 +393,7 @@ def train(
     minutes: float = typer.Option(0.0, "--minutes", min=0.0, help="Stop after this many minutes (0: no limit)."),
     batch: int = typer.Option(8, "--batch", min=1),
     lr: float = typer.Option(1e-3, "--lr"),
+    lr_final: float = typer.Option(0.0, "--lr-final", min=0.0, help="Decay the learning rate (cosine) from --lr to this at --steps (0: constant)."),
     seed: int = typer.Option(0, "--seed"),
     init: str = typer.Option("", "--init", help="Start from a weights file."),
     teacher: str = typer.Option("", "--teacher", help="Distil a few-shot model from this class-conditioned one (its U-Net is the start)."),
@@ -410,7 +411,7 @@ def train(
     from mss_cli.device import check_precision
     from mss_cli.train import train as run_training
 
-    cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr,
+    cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr, lr_final=lr_final,
                       seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
                       checkpoint_every=checkpoint_every)
     if channels:

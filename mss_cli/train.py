@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import random
 import time
@@ -39,6 +40,7 @@ class TrainConfig:
     minutes: float = 0.0  # wall-clock budget for this invocation (0: none)
     batch: int = 8
     lr: float = 1e-3
+    lr_final: float = 0.0  # > 0: cosine decay from lr (where this schedule began) to lr_final at `steps`
     segment_frames: int = 256
     example_seconds: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
     val_episodes: int = 48
@@ -144,8 +146,9 @@ def _distributed() -> tuple[int, int]:
 
 
 def save_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer, step: int, hours: float,
-                    cfg: TrainConfig) -> None:
-    """Model and Adam state as safetensors (no pickle), written atomically."""
+                    cfg: TrainConfig, schedule_start: int = 0) -> None:
+    """Model and Adam state as safetensors (no pickle), written atomically, with the step the
+    learning-rate schedule began at (a resumed run must decay along the same curve)."""
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -154,14 +157,15 @@ def save_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer, st
         for key, value in s.items():
             tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().reshape(-1) if key == "step" \
                 else value.detach().cpu().contiguous()
-    meta = {"step": str(step), "hours": str(hours), "model_config": json.dumps(model.config.to_dict()),
+    meta = {"step": str(step), "hours": str(hours), "schedule_start": str(schedule_start), "model_config": json.dumps(model.config.to_dict()),
             "train_config": json.dumps(asdict(cfg))}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | None) -> tuple[int, float]:
+def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | None) -> tuple[int, float, int]:
+    """Restore model (and optimiser) state; returns the step, the hours and the schedule's start step."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -176,7 +180,7 @@ def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | N
                 _, idx, key = name.split(".", 2)
                 state["state"].setdefault(int(idx), {})[key] = value.reshape(()) if key == "step" else value
         opt.load_state_dict(state)
-    return int(meta["step"]), float(meta["hours"])
+    return int(meta["step"]), float(meta["hours"]), int(meta.get("schedule_start", meta["step"]))
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
@@ -197,7 +201,7 @@ def given_weights(path: str) -> Separator:
 
 
 # log.csv: losses every 10 steps; validation columns only on validation steps (empty otherwise).
-LOG_COLUMNS = ["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg", "distill", "val_sdri_unseen", "contrast"]
+LOG_COLUMNS = ["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg", "distill", "val_sdri_unseen", "contrast", "lr"]
 
 # Loss terms besides -SDR that a run may add, logged in their own column when enabled.
 AUX_TERMS = {"distill": "distillation (FiLM MSE)", "contrast": "example contrast"}
@@ -304,7 +308,7 @@ def train(cfg: TrainConfig) -> Path:
     model = Separator(model_config(cfg))
     ckpt = run / "last.safetensors"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, hours = 0, 0.0
+    step, hours, schedule_start = 0, 0.0, 0
     teacher, distill_targets = None, None
     if cfg.teacher:
         if cfg.kind != "fewshot":
@@ -314,7 +318,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.contrast_weight and cfg.kind != "fewshot":
         raise UsageError("--contrast-weight trains a few-shot model's example encoder (--kind fewshot)")
     if ckpt.exists():
-        step, hours = load_checkpoint(ckpt, model, opt)
+        step, hours, schedule_start = load_checkpoint(ckpt, model, opt)
     else:
         if cfg.init:
             from mss_cli.weights import read_metadata
@@ -324,6 +328,7 @@ def train(cfg: TrainConfig) -> Path:
             # exported file's steps and hours say how much training the weights have had in all.
             meta = read_metadata(cfg.init)
             step, hours = int(json.loads(meta.get("steps", "0"))), float(json.loads(meta.get("train_hours", "0")))
+        schedule_start = step
         if teacher is not None:
             adopt_teacher(model, teacher)
     model.to(device)
@@ -355,6 +360,8 @@ def train(cfg: TrainConfig) -> Path:
     model.train()
     while step < cfg.steps:
         sampler.example = int(random.choice(cfg.example_seconds) * model.config.sample_rate)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step, schedule_start)
         batch = {k: v.to(device) for k, v in collate([sampler.sample() for _ in range(cfg.batch)]).items()}
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             losses = stepper(batch)
@@ -371,7 +378,7 @@ def train(cfg: TrainConfig) -> Path:
         out_of_time = cfg.minutes and (time.time() - started) > cfg.minutes * 60
         if rank == 0:
             row = dict.fromkeys(LOG_COLUMNS, "")
-            row.update(step=step, loss=f"{smooth:.5f}", hours=f"{hours:.4f}")
+            row.update(step=step, loss=f"{smooth:.5f}", hours=f"{hours:.4f}", lr=f"{opt.param_groups[0]['lr']:.3g}")
             row.update({name: f"{value:.5f}" for name, value in smooth_aux.items()})
             if step % cfg.val_every == 0 or step == cfg.steps or out_of_time:
                 v_sdr, v_sdri = validate(model, val_set, use_negatives=False)
@@ -391,7 +398,7 @@ def train(cfg: TrainConfig) -> Path:
                 writer.writerow(row)
                 log.flush()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
-                save_checkpoint(ckpt, model, opt, step, hours, cfg)
+                save_checkpoint(ckpt, model, opt, step, hours, cfg, schedule_start)
                 plot_curve(log_path, run / "curve.png")
         if out_of_time:
             break
@@ -399,6 +406,16 @@ def train(cfg: TrainConfig) -> Path:
     if world > 1:
         torch.distributed.destroy_process_group()
     return ckpt
+
+
+def learning_rate(cfg: TrainConfig, step: int, start: int) -> float:
+    """Constant ``lr``, or with ``lr_final`` a cosine from ``lr`` at ``start`` (where the schedule
+    began: a fresh run's first step, or the step --init weights had) down to ``lr_final`` at
+    ``cfg.steps``. Every run here until this option kept a constant rate and plateaued."""
+    if not cfg.lr_final:
+        return cfg.lr
+    done = min(1.0, max(0.0, (step - start) / max(1, cfg.steps - start)))
+    return cfg.lr_final + 0.5 * (cfg.lr - cfg.lr_final) * (1.0 + math.cos(math.pi * done))
 
 
 def ema(average: float | None, value: float) -> float:
@@ -415,7 +432,7 @@ def export(checkpoint: str | Path, out: str | Path, half: bool = True) -> Path:
     with safe_open(str(checkpoint), "pt") as fh:
         meta = fh.metadata()
     model = Separator(ModelConfig.from_dict(json.loads(meta["model_config"])))
-    step, hours = load_checkpoint(Path(checkpoint), model, None)
+    step, hours, _ = load_checkpoint(Path(checkpoint), model, None)
     train_cfg = json.loads(meta["train_config"])
     return save_model(model, out, half=half, extra={"steps": step, "train_hours": round(hours, 3),
                                                   "batch": train_cfg["batch"], "seed": train_cfg["seed"]})

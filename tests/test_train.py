@@ -158,3 +158,28 @@ def test_tiny_run_with_the_example_contrast_term(tmp_path, tiny_dataset):
                      steps=1, batch=2, threads=2, contrast_weight=0.5)
     with pytest.raises(UsageError, match="contrast"):
         train(cc)
+
+
+def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
+    """--lr-final: a cosine from --lr where the schedule began down to --lr-final at --steps; a
+    resumed run continues the same curve (its start is kept in the checkpoint)."""
+    from mss_cli.train import learning_rate
+
+    cfg = TrainConfig(data="", run="", lr=1e-3, lr_final=1e-5, steps=1100)
+    assert learning_rate(cfg, 100, 100) == 1e-3
+    assert math.isclose(learning_rate(cfg, 600, 100), (1e-3 + 1e-5) / 2)
+    assert math.isclose(learning_rate(cfg, 1100, 100), 1e-5) and math.isclose(learning_rate(cfg, 5000, 100), 1e-5)
+    assert learning_rate(TrainConfig(data="", run="", lr=1e-3), 600, 100) == 1e-3  # no --lr-final: constant
+
+    run = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "r"), channels=TINY_CHANNELS, steps=2, batch=2,
+                      val_episodes=1, val_every=10, threads=2, lr=1e-3, lr_final=1e-4)
+    train(run)
+    run.steps = 4  # resumed with a new end: the curve still starts at step 0
+    train(run)
+    with safe_open(str(tmp_path / "r" / "last.safetensors"), "pt") as fh:
+        assert fh.metadata()["schedule_start"] == "0"
+    rows = list(csv.DictReader((tmp_path / "r" / "log.csv").open()))
+    logged = {int(r["step"]): float(r["lr"]) for r in rows}
+    # step 2 of 2 ran at the middle of its curve; step 4 of 4 at 3/4 of the curve begun at step 0
+    assert math.isclose(logged[2], 1e-4 + 4.5e-4, rel_tol=0.01)
+    assert math.isclose(logged[4], 1e-4 + 4.5e-4 * (1 + math.cos(0.75 * math.pi)), rel_tol=0.01)
