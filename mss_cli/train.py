@@ -90,24 +90,24 @@ class TrainStep(nn.Module):
         return pos, neg
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """{"loss": what to minimise, "sdr": its -SDR part, "distill" and "contrast": its other terms
-        (0 where not asked for)}."""
+        """{"loss": what to minimise, "sdr": its -SDR part, and each other term this run adds
+        ("distill", "contrast"; present only where asked for)}."""
         m = self.model
-        zero = torch.zeros((), device=batch["mixture"].device)
-        distill, contrast = zero, zero
+        terms: dict[str, torch.Tensor] = {}
         if m.config.kind == "classcond":
             cond = m.class_conditioning(batch["class_id"])
         else:
             pos, neg = self.embed_examples(batch)
             cond = m.conditioning(pos, neg, batch["positive_valid"], batch["negative_valid"])
             if self.contrast_weight:
-                contrast = example_contrast(m.embed_windows(batch["target"]), pos, batch["positive_valid"], batch["class_id"])
+                terms["contrast"] = example_contrast(m.embed_windows(batch["target"]), pos, batch["positive_valid"], batch["class_id"])
         separation = negative_sdr(batch["target"], m(batch["mixture"], cond)).mean()
         if self.teacher_films is not None:
             target = self.teacher_films[batch["class_id"]]
-            distill = (m.film(cond).float() - target).pow(2).mean()
-        loss = separation + self.distill_weight * distill + self.contrast_weight * contrast
-        return {"loss": loss, "sdr": separation, "distill": distill, "contrast": contrast}
+            terms["distill"] = (m.film(cond).float() - target).pow(2).mean()
+        weights = {"distill": self.distill_weight, "contrast": self.contrast_weight}
+        loss = separation + sum(weights[name] * term for name, term in terms.items())
+        return {"loss": loss, "sdr": separation, **terms}
 
 
 CONTRAST_TEMPERATURE = 0.2
@@ -355,8 +355,7 @@ def train(cfg: TrainConfig) -> Path:
     started = time.time()
     session_start = hours
     smooth = None
-    active = [name for name, on in (("distill", teacher is not None), ("contrast", cfg.contrast_weight > 0)) if on]
-    smooth_aux: dict[str, float | None] = dict.fromkeys(active)
+    smooth_aux: dict[str, float] = {}  # the other loss terms this run adds (TrainStep returns only those)
     model.train()
     while step < cfg.steps:
         sampler.example = int(random.choice(cfg.example_seconds) * model.config.sample_rate)
@@ -372,8 +371,9 @@ def train(cfg: TrainConfig) -> Path:
         step += 1
         # The logged loss is the -SDR part alone, so runs with and without a teacher compare.
         smooth = ema(smooth, losses["sdr"].item())
-        for name in active:
-            smooth_aux[name] = ema(smooth_aux[name], losses[name].item())
+        for name in AUX_TERMS:
+            if name in losses:
+                smooth_aux[name] = ema(smooth_aux.get(name), losses[name].item())
         hours = session_start + (time.time() - started) / 3600
         out_of_time = cfg.minutes and (time.time() - started) > cfg.minutes * 60
         if rank == 0:
