@@ -43,11 +43,14 @@ def make_track(path: Path, seconds: float) -> Path:
 
 
 def mss(*args: str, threads: int) -> tuple[float, dict]:
-    """Run the mss CLI in a fresh process; returns wall seconds and the child's peak RSS (MB)."""
+    """Run the mss CLI in a fresh process; returns wall seconds and the child's peak RSS and, where
+    it used CUDA, peak GPU memory reserved by torch (MB)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     code = ("import resource, sys, json\nfrom mss_cli.cli import main\nrc = 0\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code or 0\n"
-            "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), file=sys.stderr)\n"
+            "t = sys.modules.get('torch')\n"
+            "gpu = t.cuda.max_memory_reserved() / 2**20 if t is not None and t.cuda.is_initialized() else None\n"
+            "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'gpu_mb': gpu}), file=sys.stderr)\n"
             "sys.exit(rc)\n")
     started = time.time()
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
@@ -122,6 +125,29 @@ def peer_rtf(name: str, track: np.ndarray, threads: int) -> float | None:
         return track.shape[0] / RATE / (time.time() - started)
 
 
+def gpu_rows(tmp_path: Path, track_path: Path, clips: list[str], minutes: float, long_minutes: float) -> list[tuple[str, str]]:
+    """End-to-end speed and peak GPU memory of `mss separate --device cuda`, on the speed track and
+    on the long track (its memory must not grow with the track either)."""
+    common = ["--like", *clips, "--device", "cuda", "--quiet", "--overwrite", "-o", str(tmp_path / "out-gpu")]
+    mss("separate", str(track_path), *common, threads=2)  # warm the file and kernel caches
+    runs = [mss("separate", str(track_path), *common, threads=2) for _ in range(3)]
+    wall = float(np.median([w for w, _ in runs]))
+    rows = [(f"GPU ({gpu_name()}): mss separate, {minutes:g}-min track, end to end (RTF; median of 3)",
+             f"{minutes * 60 / wall:.1f}x ({wall:.2f} s; peak GPU memory {runs[0][1]['gpu_mb']:.0f} MB)")]
+    long_path = make_track(tmp_path / "long-gpu.wav", long_minutes * 60)
+    long_wall, stats = mss("separate", str(long_path), *common, threads=2)
+    rows.append((f"GPU: mss separate, {long_minutes:g}-min track (RTF; peak GPU memory; peak RSS)",
+                 f"{long_minutes * 60 / long_wall:.1f}x ({long_wall:.1f} s; {stats['gpu_mb']:.0f} MB; {stats['rss_mb']:.0f} MB)"))
+    long_path.unlink()
+    return rows
+
+
+def gpu_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -129,61 +155,73 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=30.0, help="length of the long memory track")
     parser.add_argument("--batch-files", type=int, default=5, help="tracks in the one-invocation batch row")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--gpu", action="store_true", help="add rows for `--device cuda` (needs a CUDA GPU)")
+    parser.add_argument("--gpu-only", action="store_true", help="measure only the GPU rows (on a borrowed GPU machine)")
     args = parser.parse_args()
     clips = sorted(str(p) for p in (EXAMPLES / "clips").glob("trumpet_*.flac"))[:4] + [str(EXAMPLES / "clips" / "bass_1.flac")]
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         track_path = make_track(tmp_path / "track.wav", args.minutes * 60)
-        common = ["--like", *clips, "--device", "cpu", "--quiet", "--overwrite", "-o", str(tmp_path / "out")]
-        mss("separate", str(track_path), *common, threads=args.threads)  # warm the file cache
-        walls = [mss("separate", str(track_path), *common, threads=args.threads)[0] for _ in range(3)]
-        ours = args.minutes * 60 / float(np.median(walls))
-        rows.append((f"mss separate, {args.minutes:g}-min stereo track, end to end (RTF, x real time; median of 3)",
-                     f"{ours:.1f}x ({np.median(walls):.2f} s; --precision auto = {auto_precision()})"))
-        wall32, _ = mss("separate", str(track_path), *common, "--precision", "fp32", threads=args.threads)
-        rows.append(("  the same with --precision fp32", f"{args.minutes * 60 / wall32:.1f}x ({wall32:.2f} s)"))
-        copies = [track_path] + [tmp_path / f"copy{i}.wav" for i in range(1, args.batch_files)]
-        for c in copies[1:]:
-            c.symlink_to(track_path)
-        batch_wall, _ = mss("separate", *map(str, copies), *common, threads=args.threads)
-        rows.append((f"  {args.batch_files} such tracks in one invocation (start-up paid once; RTF)",
-                     f"{args.batch_files * args.minutes * 60 / batch_wall:.1f}x ({batch_wall:.2f} s)"))
-        for precision in ("fp32", "bf16"):
-            rows.append((f"  model forward pass alone, {precision} (20-s stereo chunk, RTF)",
-                         f"{model_rtf(args.threads, precision):.1f}x"))
-        embed_wall, _ = mss("embed", "--like", *clips, "-o", str(tmp_path / "p.safetensors"), "--overwrite",
-                            "--device", "cpu", "--quiet", threads=args.threads)
-        load_wall, _ = mss("info", "--json", threads=args.threads)
-        rows.append(("embedding 5 example clips (mss embed, incl. start-up and model load)", f"{embed_wall:.2f} s"))
-        rows.append(("  of which start-up + model load (mss info)", f"{load_wall:.2f} s"))
-        helps = []
-        for _ in range(5):
-            started = time.time()
-            subprocess.run([sys.executable, "-m", "mss_cli", "--help"], capture_output=True, check=True)
-            helps.append(time.time() - started)
-        rows.append(("mss --help start-up (median of 5)", f"{np.median(helps):.2f} s"))
-        rss = {}
-        for minutes in (1.0, args.long_minutes):
-            path = make_track(tmp_path / f"long{minutes:g}.wav", minutes * 60)
-            _, stats = mss("separate", str(path), *common, threads=args.threads)
-            rss[minutes] = stats["rss_mb"]
-            rows.append((f"peak RSS, {minutes:g}-min track", f"{stats['rss_mb']:.0f} MB"))
-            path.unlink()
-        rows.append(("peak RSS growth, long vs 1-min track", f"{(rss[args.long_minutes] / rss[1.0] - 1) * 100:+.1f}%"))
-        if not args.skip_peers:
-            track, _ = sf.read(track_path, dtype="float32")
-            for peer in ("HTDemucs", "Open-Unmix"):
-                rtf = peer_rtf(peer, track, args.threads)
-                if rtf is None:
-                    rows.append((f"{peer} (random weights)", "not installed"))
-                else:
-                    rows.append((f"{peer} (random weights, model only, RTF)", f"{rtf:.1f}x; mss is {ours / rtf:.1f}x faster"))
+        if args.gpu or args.gpu_only:
+            rows += gpu_rows(tmp_path, track_path, clips, args.minutes, args.long_minutes)
+        if not args.gpu_only:
+            rows += cpu_rows(tmp_path, track_path, clips, args)
     print(f"Machine: {cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, {args.threads} torch threads, "
           f"Python {platform.python_version()}")
     print("\n| measurement | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
+
+
+def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The CPU table: end-to-end speed, embedding and start-up times, peak RSS, and the peers."""
+    rows: list[tuple[str, str]] = []
+    common = ["--like", *clips, "--device", "cpu", "--quiet", "--overwrite", "-o", str(tmp_path / "out")]
+    mss("separate", str(track_path), *common, threads=args.threads)  # warm the file cache
+    walls = [mss("separate", str(track_path), *common, threads=args.threads)[0] for _ in range(3)]
+    ours = args.minutes * 60 / float(np.median(walls))
+    rows.append((f"mss separate, {args.minutes:g}-min stereo track, end to end (RTF, x real time; median of 3)",
+                 f"{ours:.1f}x ({np.median(walls):.2f} s; --precision auto = {auto_precision()})"))
+    wall32, _ = mss("separate", str(track_path), *common, "--precision", "fp32", threads=args.threads)
+    rows.append(("  the same with --precision fp32", f"{args.minutes * 60 / wall32:.1f}x ({wall32:.2f} s)"))
+    copies = [track_path] + [tmp_path / f"copy{i}.wav" for i in range(1, args.batch_files)]
+    for c in copies[1:]:
+        c.symlink_to(track_path)
+    batch_wall, _ = mss("separate", *map(str, copies), *common, threads=args.threads)
+    rows.append((f"  {args.batch_files} such tracks in one invocation (start-up paid once; RTF)",
+                 f"{args.batch_files * args.minutes * 60 / batch_wall:.1f}x ({batch_wall:.2f} s)"))
+    for precision in ("fp32", "bf16"):
+        rows.append((f"  model forward pass alone, {precision} (20-s stereo chunk, RTF)",
+                     f"{model_rtf(args.threads, precision):.1f}x"))
+    embed_wall, _ = mss("embed", "--like", *clips, "-o", str(tmp_path / "p.safetensors"), "--overwrite",
+                        "--device", "cpu", "--quiet", threads=args.threads)
+    load_wall, _ = mss("info", "--json", threads=args.threads)
+    rows.append(("embedding 5 example clips (mss embed, incl. start-up and model load)", f"{embed_wall:.2f} s"))
+    rows.append(("  of which start-up + model load (mss info)", f"{load_wall:.2f} s"))
+    helps = []
+    for _ in range(5):
+        started = time.time()
+        subprocess.run([sys.executable, "-m", "mss_cli", "--help"], capture_output=True, check=True)
+        helps.append(time.time() - started)
+    rows.append(("mss --help start-up (median of 5)", f"{np.median(helps):.2f} s"))
+    rss = {}
+    for minutes in (1.0, args.long_minutes):
+        path = make_track(tmp_path / f"long{minutes:g}.wav", minutes * 60)
+        _, stats = mss("separate", str(path), *common, threads=args.threads)
+        rss[minutes] = stats["rss_mb"]
+        rows.append((f"peak RSS, {minutes:g}-min track", f"{stats['rss_mb']:.0f} MB"))
+        path.unlink()
+    rows.append(("peak RSS growth, long vs 1-min track", f"{(rss[args.long_minutes] / rss[1.0] - 1) * 100:+.1f}%"))
+    if not args.skip_peers:
+        track, _ = sf.read(track_path, dtype="float32")
+        for peer in ("HTDemucs", "Open-Unmix"):
+            rtf = peer_rtf(peer, track, args.threads)
+            if rtf is None:
+                rows.append((f"{peer} (random weights)", "not installed"))
+            else:
+                rows.append((f"{peer} (random weights, model only, RTF)", f"{rtf:.1f}x; mss is {ours / rtf:.1f}x faster"))
+    return rows
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import csv
 import json
 import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
     threads: int = 0
+    workers: int = 0  # DataLoader processes drawing episodes (0: in the training process)
     precision: str = "auto"  # bf16 autocast where native (CUDA; AMX or AVX512-BF16 CPUs), as device.autocast_dtype
     init: str = ""  # start from a weights file (continue training in a fresh session; steps and hours go on)
     teacher: str = ""  # a class-conditioned weights file to distil from (few-shot only; see TrainStep)
@@ -301,7 +301,6 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed + rank)
-    random.seed(cfg.seed + rank)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
@@ -342,7 +341,9 @@ def train(cfg: TrainConfig) -> Path:
     if world > 1:
         stepper = nn.parallel.DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None)
     segment = (cfg.segment_frames - 1) * model.config.hop
-    sampler = EpisodeSampler(cfg.data, "train", segment, 3 * 44100, seed=cfg.seed * 1000 + rank + step)
+    batches = iter(torch.utils.data.DataLoader(
+        EpisodeBatches(cfg, segment, model.config.sample_rate, seed=cfg.seed * 1000 + rank + step), batch_size=None,
+        num_workers=cfg.workers, pin_memory=device.type == "cuda", prefetch_factor=4 if cfg.workers else None))
     val_sampler = EpisodeSampler(cfg.data, "val", segment, 3 * 44100, seed=1234)
     val_set = [val_sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)] if rank == 0 else []
     val_unseen = unseen_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
@@ -358,10 +359,9 @@ def train(cfg: TrainConfig) -> Path:
     smooth_aux: dict[str, float] = {}  # the other loss terms this run adds (TrainStep returns only those)
     model.train()
     while step < cfg.steps:
-        sampler.example = int(random.choice(cfg.example_seconds) * model.config.sample_rate)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step, schedule_start)
-        batch = {k: v.to(device) for k, v in collate([sampler.sample() for _ in range(cfg.batch)]).items()}
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             losses = stepper(batch)
         opt.zero_grad(set_to_none=True)
@@ -406,6 +406,27 @@ def train(cfg: TrainConfig) -> Path:
     if world > 1:
         torch.distributed.destroy_process_group()
     return ckpt
+
+
+class EpisodeBatches(torch.utils.data.IterableDataset):
+    """Endless training batches (each with one example-clip length drawn from ``example_seconds``).
+
+    Under a DataLoader with workers, each worker draws from its own sampler, seeded by its worker
+    id: one process's numpy episode assembly (~10 ms an episode) would otherwise leave a GPU idle.
+    With no workers it is the single in-process sampler the CPU runs here have always used.
+    """
+
+    def __init__(self, cfg: TrainConfig, segment: int, sample_rate: int, seed: int) -> None:
+        super().__init__()
+        self.cfg, self.segment, self.sample_rate, self.seed = cfg, segment, sample_rate, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        sampler = EpisodeSampler(self.cfg.data, "train", self.segment, 3 * 44100, seed=self.seed + 1_000_003 * worker)
+        while True:
+            sampler.example = int(sampler.rng.choice(self.cfg.example_seconds) * self.sample_rate)
+            yield collate([sampler.sample() for _ in range(self.cfg.batch)])
 
 
 def learning_rate(cfg: TrainConfig, step: int, start: int) -> float:

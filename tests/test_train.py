@@ -48,6 +48,23 @@ def test_train_resume_and_export(tmp_path, tiny_dataset):
     assert model.config.channels == TINY_CHANNELS
 
 
+def test_episode_workers_draw_different_episodes_and_train(tmp_path, tiny_dataset):
+    import torch
+
+    from mss_cli.train import EpisodeBatches
+
+    cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "run"), channels=TINY_CHANNELS, steps=2, batch=2,
+                      val_episodes=1, val_every=2, threads=2, workers=2)
+    loader = torch.utils.data.DataLoader(EpisodeBatches(cfg, 255 * 512, 44100, seed=0), batch_size=None, num_workers=2)
+    batches = iter(loader)
+    first, second = next(batches), next(batches)  # one from each worker
+    assert first["mixture"].shape == (2, 255 * 512)
+    assert not torch.equal(first["mixture"], second["mixture"])  # each worker has its own seed
+    del batches
+    train(cfg)
+    assert steps_logged(tmp_path / "run")[-1] == 2
+
+
 def test_classcond_baseline_trains(tmp_path, tiny_dataset):
     cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "cc"), kind="classcond", channels=TINY_CHANNELS,
                       steps=1, batch=2, val_episodes=1, val_every=1, threads=2)
