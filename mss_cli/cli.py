@@ -405,6 +405,7 @@ def train(
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
     channels: Optional[str] = typer.Option(None, "--channels", help="U-Net widths, e.g. 8,16,32,64,128,256."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA and on CPUs with native bf16), fp32 or bf16."),
+    hide_unseen: bool = typer.Option(False, "--hide-unseen", help="Leave the unseen classes out of training mixtures too (by default they are interferers, never targets)."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes drawing training episodes (0: the training process; use several to keep a GPU busy)."),
 ) -> None:
     """Train the few-shot model or the class-conditioned baseline (works under torchrun for DDP)."""
@@ -414,7 +415,7 @@ def train(
 
     cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr, lr_final=lr_final,
                       seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
-                      checkpoint_every=checkpoint_every, workers=workers)
+                      checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen)
     if channels:
         cfg.channels = [int(c) for c in channels.split(",")]
     checkpoint = run_training(cfg)

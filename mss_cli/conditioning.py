@@ -123,7 +123,8 @@ def class_vector(model, name: str) -> "torch.Tensor":  # noqa: F821
     if name not in trained:
         raise UsageError(f"--class {name}: not a class this model was trained on (one of: {', '.join(trained)})")
     with torch.inference_mode():
-        return model.class_conditioning(torch.tensor([model.config.class_names.index(name)]))[0].cpu()
+        index = torch.tensor([model.config.class_names.index(name)], device=next(model.parameters()).device)
+        return model.class_conditioning(index)[0].cpu()
 
 
 def class_condition(model, name: str) -> Conditioning:

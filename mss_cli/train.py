@@ -53,6 +53,7 @@ class TrainConfig:
     teacher: str = ""  # a class-conditioned weights file to distil from (few-shot only; see TrainStep)
     distill_weight: float = 1.0
     contrast_weight: float = 0.0  # weight of the example-contrast term (few-shot only; see TrainStep)
+    hide_unseen: bool = False  # leave unseen classes out of training mixtures too (EpisodeSampler)
 
 
 class TrainStep(nn.Module):
@@ -423,7 +424,8 @@ class EpisodeBatches(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        sampler = EpisodeSampler(self.cfg.data, "train", self.segment, 3 * 44100, seed=self.seed + 1_000_003 * worker)
+        sampler = EpisodeSampler(self.cfg.data, "train", self.segment, 3 * 44100, seed=self.seed + 1_000_003 * worker,
+                                 hide_unseen=self.cfg.hide_unseen)
         while True:
             sampler.example = int(sampler.rng.choice(self.cfg.example_seconds) * self.sample_rate)
             yield collate([sampler.sample() for _ in range(self.cfg.batch)])

@@ -99,6 +99,15 @@ def test_episode_sampler_guarantees(tiny_dataset):
     assert len(fixed.positives) <= 2 and len(fixed.negatives) == 0
 
 
+def test_unseen_classes_can_be_kept_out_of_training_mixtures(tiny_dataset):
+    tax = load_taxonomy()
+    heard = lambda hide: {c for i in range(60) for c in EpisodeSampler(  # noqa: E731
+        tiny_dataset, "train", segment=44100, example=22050, seed=i, hide_unseen=hide).sample().mixture_classes}
+    if not heard(False) & set(tax.unseen):
+        pytest.skip("this tiny dataset's training mixtures hold no unseen-class stem")
+    assert not heard(True) & set(tax.unseen)
+
+
 def test_unseen_split_for_evaluation(tiny_dataset):
     tax = load_taxonomy()
     try:

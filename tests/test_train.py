@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from safetensors import safe_open
 
 from mss_cli.train import TrainConfig, export, train
@@ -200,3 +202,16 @@ def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
     # step 2 of 2 ran at the middle of its curve; step 4 of 4 at 3/4 of the curve begun at step 0
     assert math.isclose(logged[2], 1e-4 + 4.5e-4, rel_tol=0.01)
     assert math.isclose(logged[4], 1e-4 + 4.5e-4 * (1 + math.cos(0.75 * math.pi)), rel_tol=0.01)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_validation_runs_on_the_gpu_the_model_trains_on(tiny_dataset):
+    # Found on a lent H200: episodes are numpy (CPU) and validation must move them to the model.
+    from mss_cli.data.episodes import EpisodeSampler
+    from mss_cli.model import Separator
+    from mss_cli.train import model_config, validate
+
+    episodes = [EpisodeSampler(tiny_dataset, "val", 255 * 512, 44100, seed=1).sample(positives=2, negatives=1)]
+    for kind in ("fewshot", "classcond"):
+        model = Separator(model_config(TrainConfig(data="", run="", kind=kind, channels=TINY_CHANNELS))).cuda()
+        assert all(np.isfinite(validate(model, episodes, use_negatives=True)))

@@ -36,19 +36,25 @@ class Episode:
     work: str
     positive_works: list[str]
     negative_classes: list[str]
+    mixture_classes: list[str]  # the classes audible in the mixture, the target's included
 
 
 class EpisodeSampler:
     """Draws episodes from a rendered dataset (memory-mapped int16 stems: no decoding cost)."""
 
     def __init__(self, root: str | Path, split: str, segment: int, example: int, max_positives: int = 5,
-                 max_negatives: int = 5, targets: str = "seen", seed: int = 0) -> None:
+                 max_negatives: int = 5, targets: str = "seen", seed: int = 0, hide_unseen: bool = False) -> None:
+        """``hide_unseen`` leaves the unseen classes' stems out of the mixtures too, so that training
+        never hears them. Otherwise they are interferers: never a target, always to be removed, which
+        is what a separator then learns to do with them, whatever its examples ask for (the model card)."""
         self.root = Path(root)
         self.segment, self.example = segment, example
         self.max_positives, self.max_negatives = max_positives, max_negatives
         self.taxonomy = load_taxonomy()
         self.rng = random.Random(seed)
         rows = [r for r in read_manifest(self.root) if r["split"] == split]
+        if hide_unseen:
+            rows = [r for r in rows if r["class"] not in self.taxonomy.unseen]
         allowed = set(self.taxonomy.seen if targets == "seen" else self.taxonomy.unseen if targets == "unseen"
                       else [c.name for c in self.taxonomy.classes])
         self.works: dict[str, list[dict]] = defaultdict(list)
@@ -152,7 +158,7 @@ class EpisodeSampler:
                 mixture=(mixture * scale).astype(np.float32), target=(target * scale).astype(np.float32),
                 positives=np.stack(pos), negatives=np.stack(neg) if neg else empty,
                 target_class=target_row["class"], class_id=self.taxonomy.index(target_row["class"]),
-                work=work, positive_works=pos_works, negative_classes=used,
+                work=work, positive_works=pos_works, negative_classes=used, mixture_classes=[target_row["class"], *present],
             )
 
 
