@@ -33,7 +33,7 @@ def test_nmf_baseline_recovers_a_tone_from_its_examples():
     target = tone(3.0, freq=220, channels=1)[:, 0]
     other = tone(3.0, freq=1550, channels=1, seed=3)[:, 0]
     clips = np.stack([tone(2.0, freq=220, channels=1, seed=s)[:, 0] for s in range(5)])
-    e = Episode(target + other, target, clips, np.zeros((0, 1), np.float32), "x", 0, "w", [], [])
+    e = Episode(target + other, target, clips, np.zeros((0, 1), np.float32), "x", 0, "w", [], [], ["x"])
     est = ev.nmf_baseline(e)
     assert ev.bss_sdr(target, est) > ev.bss_sdr(target, e.mixture) + 6
 
@@ -45,7 +45,7 @@ def test_class_conditioned_baseline_skips_classes_it_was_not_trained_on(tiny_cla
 
     model = load_model(tiny_classcond_weights)
     mix = tone(2.0, channels=1)[:, 0]
-    episode = lambda cls: Episode(mix, mix, np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), cls, 0, "w", [], [])
+    episode = lambda cls: Episode(mix, mix, np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), cls, 0, "w", [], [], [cls])
     assert "viola" in model.config.class_names and "viola" not in ev.trained_classes(model)
     assert ev.classcond(model, episode("viola")) is None
     est = ev.classcond(model, episode("bass"))

@@ -51,8 +51,6 @@ def test_train_resume_and_export(tmp_path, tiny_dataset):
 
 
 def test_episode_workers_draw_different_episodes_and_train(tmp_path, tiny_dataset):
-    import torch
-
     from mss_cli.train import EpisodeBatches
 
     cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "run"), channels=TINY_CHANNELS, steps=2, batch=2,
