@@ -267,7 +267,10 @@ def plot_curve(log_path: Path, png_path: Path) -> None:
     if not rows:
         return
     steps = [int(r["step"]) for r in rows]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    val = [r for r in rows if r["val_sdri"]]
+    # A run without validation (--val-every past its end) gets the loss panel alone, not an empty second one.
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5), squeeze=False) if val else plt.subplots(1, 1, figsize=(5, 3.5), squeeze=False)
+    ax = ax[0]
     ax[0].plot(steps, [float(r["loss"]) for r in rows])
     ax[0].set(xlabel="step", ylabel="-SDR loss (train, smoothed, dB)")
     extra = [(name, [r for r in rows if r.get(name)]) for name in AUX_TERMS]
@@ -278,7 +281,6 @@ def plot_curve(log_path: Path, png_path: Path) -> None:
             twin.plot([int(r["step"]) for r in got], [float(r[name]) for r in got], color=color, label=AUX_TERMS[name])
         twin.set_ylabel("other loss terms (smoothed)")
         twin.legend(loc="upper right", fontsize="small")
-    val = [r for r in rows if r["val_sdri"]]
     if val:
         neg = [r for r in val if r["val_sdri_neg"]]
         ax[1].plot([int(r["step"]) for r in val], [float(r["val_sdri"]) for r in val],

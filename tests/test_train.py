@@ -213,3 +213,15 @@ def test_validation_runs_on_the_gpu_the_model_trains_on(tiny_dataset):
     for kind in ("fewshot", "classcond"):
         model = Separator(model_config(TrainConfig(data="", run="", kind=kind, channels=TINY_CHANNELS))).cuda()
         assert all(np.isfinite(validate(model, episodes, use_negatives=True)))
+
+
+def test_curve_of_a_run_without_validation(tmp_path):
+    # A run stopped from outside before any validation (the GPU run) still gets its loss curve.
+    from mss_cli.train import LOG_COLUMNS, plot_curve
+
+    with (tmp_path / "log.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows({**dict.fromkeys(LOG_COLUMNS, ""), "step": s, "loss": -s / 10, "hours": 0.1} for s in (10, 20, 30))
+    plot_curve(tmp_path / "log.csv", tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 1000
