@@ -125,15 +125,21 @@ def peer_rtf(name: str, track: np.ndarray, threads: int) -> float | None:
         return track.shape[0] / RATE / (time.time() - started)
 
 
+def separate_median(track_path: Path, common: list[str], threads: int) -> tuple[float, dict]:
+    """`mss separate` once to warm the caches, then three timed runs: the median wall seconds and
+    the first timed run's memory figures."""
+    mss("separate", str(track_path), *common, threads=threads)
+    runs = [mss("separate", str(track_path), *common, threads=threads) for _ in range(3)]
+    return float(np.median([wall for wall, _ in runs])), runs[0][1]
+
+
 def gpu_rows(tmp_path: Path, track_path: Path, clips: list[str], minutes: float, long_minutes: float) -> list[tuple[str, str]]:
     """End-to-end speed and peak GPU memory of `mss separate --device cuda`, on the speed track and
     on the long track (its memory must not grow with the track either)."""
     common = ["--like", *clips, "--device", "cuda", "--quiet", "--overwrite", "-o", str(tmp_path / "out-gpu")]
-    mss("separate", str(track_path), *common, threads=2)  # warm the file and kernel caches
-    runs = [mss("separate", str(track_path), *common, threads=2) for _ in range(3)]
-    wall = float(np.median([w for w, _ in runs]))
+    wall, stats = separate_median(track_path, common, threads=2)
     rows = [(f"GPU ({gpu_name()}): mss separate, {minutes:g}-min track, end to end (RTF; median of 3)",
-             f"{minutes * 60 / wall:.1f}x ({wall:.2f} s; peak GPU memory {runs[0][1]['gpu_mb']:.0f} MB)")]
+             f"{minutes * 60 / wall:.1f}x ({wall:.2f} s; peak GPU memory {stats['gpu_mb']:.0f} MB)")]
     long_path = make_track(tmp_path / "long-gpu.wav", long_minutes * 60)
     long_wall, stats = mss("separate", str(long_path), *common, threads=2)
     rows.append((f"GPU: mss separate, {long_minutes:g}-min track (RTF; peak GPU memory; peak RSS)",
@@ -178,11 +184,10 @@ def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.
     """The CPU table: end-to-end speed, embedding and start-up times, peak RSS, and the peers."""
     rows: list[tuple[str, str]] = []
     common = ["--like", *clips, "--device", "cpu", "--quiet", "--overwrite", "-o", str(tmp_path / "out")]
-    mss("separate", str(track_path), *common, threads=args.threads)  # warm the file cache
-    walls = [mss("separate", str(track_path), *common, threads=args.threads)[0] for _ in range(3)]
-    ours = args.minutes * 60 / float(np.median(walls))
+    wall, _ = separate_median(track_path, common, threads=args.threads)
+    ours = args.minutes * 60 / wall
     rows.append((f"mss separate, {args.minutes:g}-min stereo track, end to end (RTF, x real time; median of 3)",
-                 f"{ours:.1f}x ({np.median(walls):.2f} s; --precision auto = {auto_precision()})"))
+                 f"{ours:.1f}x ({wall:.2f} s; --precision auto = {auto_precision()})"))
     wall32, _ = mss("separate", str(track_path), *common, "--precision", "fp32", threads=args.threads)
     rows.append(("  the same with --precision fp32", f"{args.minutes * 60 / wall32:.1f}x ({wall32:.2f} s)"))
     copies = [track_path] + [tmp_path / f"copy{i}.wav" for i in range(1, args.batch_files)]

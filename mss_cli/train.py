@@ -269,7 +269,8 @@ def plot_curve(log_path: Path, png_path: Path) -> None:
     steps = [int(r["step"]) for r in rows]
     val = [r for r in rows if r["val_sdri"]]
     # A run without validation (--val-every past its end) gets the loss panel alone, not an empty second one.
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5), squeeze=False) if val else plt.subplots(1, 1, figsize=(5, 3.5), squeeze=False)
+    panels = 2 if val else 1
+    fig, ax = plt.subplots(1, panels, figsize=(5 * panels, 3.5), squeeze=False)
     ax = ax[0]
     ax[0].plot(steps, [float(r["loss"]) for r in rows])
     ax[0].set(xlabel="step", ylabel="-SDR loss (train, smoothed, dB)")

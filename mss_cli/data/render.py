@@ -183,10 +183,7 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
             rows.append({**meta, "work": spec.work_id, "source": work.source, "split": spec.split,
                          "duration": round(data.shape[0] / SAMPLE_RATE, 3),
                          "path": str(path.relative_to(out_dir)), "sample_rate": SAMPLE_RATE})
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows))
-    tmp.replace(manifest_path)
+    write_work_rows(out_dir, spec.work_id, rows)
     return spec.work_id, seconds, size
 
 
@@ -201,6 +198,16 @@ def plan(generated: int, corpus: int, seed: int, val_fraction: float, timbre: in
     val = [s for s in specs if s.split == "val"][:timbre]
     specs += [WorkSpec(f"{s.work_id}_timbre", s.kind, "timbre", seed) for s in val]
     return specs
+
+
+def write_work_rows(root: str | Path, work_id: str, rows: list[dict]) -> None:
+    """One work's stem rows, written atomically and after its stems: a work's manifest existing is
+    what marks it complete (a resumed build skips it; ``read_manifest`` reads it)."""
+    path = Path(root, "works", f"{work_id}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows))
+    tmp.replace(path)
 
 
 def read_manifest(root: str | Path) -> list[dict]:

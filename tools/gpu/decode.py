@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from pack import opus_name
+
+from mss_cli.data.render import write_work_rows
 
 SRC, DST = Path(".dev/chunk"), Path("/tmp/DATA")
 
@@ -20,7 +23,7 @@ def decode(row: dict) -> dict:
     dst = DST / row["path"]
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        mid, _ = sf.read(SRC / (row["path"].replace("/", "__") + ".ogg"), dtype="float32")
+        mid, _ = sf.read(SRC / opus_name(row), dtype="float32")
         pcm = np.clip(np.round(mid * 32768), -32768, 32767).astype(np.int16)
         tmp = dst.with_name(dst.name + ".tmp.npy")
         np.save(tmp, np.stack([pcm, pcm], 1))
@@ -35,11 +38,8 @@ def main() -> None:
     by_work: dict[str, list[dict]] = {}
     for r in done:
         by_work.setdefault(r["work"], []).append(r)
-    (DST / "works").mkdir(parents=True, exist_ok=True)
     for work, stems in by_work.items():  # written last: a work appears only once its stems are there
-        tmp = DST / "works" / (work + ".tmp")
-        tmp.write_text(json.dumps(stems))
-        tmp.rename(DST / "works" / (work + ".json"))
+        write_work_rows(DST, work, stems)
     print(f"decoded {len(done)} stems; dataset now {len(list((DST / 'works').glob('*.json')))} works", flush=True)
 
 
