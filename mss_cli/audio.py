@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import struct
 import subprocess
 import sys
@@ -211,8 +212,10 @@ class AtomicWriter:
             raise MssError(f"{path.parent}: cannot create output folder ({exc.strerror})") from None
         if not os.access(path.parent, os.W_OK):
             raise MssError(f"{path.parent}: output folder is not writable")
+        # A replaced file keeps its permissions, as with `cp` or a shell redirection onto it.
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else OUTPUT_MODE
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent)
-        os.fchmod(fd, OUTPUT_MODE)
+        os.fchmod(fd, mode)
         os.close(fd)
         self.tmp = Path(tmp)
         self.clipped = 0

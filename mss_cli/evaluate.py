@@ -22,7 +22,7 @@ import torch
 from mss_cli.conditioning import class_vector, trained_classes
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.metrics import si_sdr
-from mss_cli.model import Spectrogram
+from mss_cli.model import ModelConfig, Spectrogram
 from mss_cli.separate import make_separator
 
 GROUPS = {"seen": ("val", "seen"), "unseen": ("val", "unseen"), "unseen timbre": ("timbre", "all")}
@@ -66,8 +66,8 @@ def separate_episode(model, cond: torch.Tensor, episode: Episode) -> np.ndarray:
     return make_separator(model, cond)(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 
-# The oracle and NMF baselines use the separator's transform (n_fft 2048, hop 512), with no model.
-SPECTROGRAM = Spectrogram(2048, 512)
+# The oracle and NMF baselines use the separator's transform (ModelConfig's n_fft and hop), with no model.
+SPECTROGRAM = Spectrogram(ModelConfig.n_fft, ModelConfig.hop)
 
 
 def _stft(x: np.ndarray) -> torch.Tensor:

@@ -255,6 +255,26 @@ def unseen_validation(cfg: TrainConfig, segment: int) -> list[Episode]:
     return [sampler.sample(positives=5, negatives=0) for _ in range(cfg.val_episodes)]
 
 
+def drop_rows_after(log_path: Path, step: int) -> None:
+    """Keep the log up to the checkpoint's step: a run stopped between checkpoints (killed, or its
+    machine gone) logged steps that its resumption trains and logs again, and each step should
+    appear once in the log and its curve."""
+    if not log_path.exists():
+        return
+    with log_path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    kept = [r for r in rows if int(r["step"]) <= step]
+    if len(kept) == len(rows):
+        return
+    tmp = log_path.with_name(log_path.name + ".partial")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, reader.fieldnames or LOG_COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, log_path)
+
+
 def plot_curve(log_path: Path, png_path: Path) -> None:
     try:
         import matplotlib
@@ -320,8 +340,10 @@ def train(cfg: TrainConfig) -> Path:
         distill_targets = teacher_films(teacher)
     if cfg.contrast_weight and cfg.kind != "fewshot":
         raise UsageError("--contrast-weight trains a few-shot model's example encoder (--kind fewshot)")
+    log_path = run / "log.csv"
     if ckpt.exists():
         step, hours, schedule_start = load_checkpoint(ckpt, model, opt)
+        drop_rows_after(log_path, step)
     else:
         if cfg.init:
             from mss_cli.weights import read_metadata
@@ -351,7 +373,6 @@ def train(cfg: TrainConfig) -> Path:
     val_sampler = EpisodeSampler(cfg.data, "val", segment, 3 * 44100, seed=1234)
     val_set = [val_sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)] if rank == 0 else []
     val_unseen = unseen_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
-    log_path = run / "log.csv"
     new_log = not log_path.exists()
     log = log_path.open("a", newline="")
     writer = csv.DictWriter(log, LOG_COLUMNS)

@@ -90,6 +90,7 @@ def test_name_template_format_and_no_residual(capsys, workdir, tiny_weights):
 def test_existing_output_is_an_error_unless_overwrite(capsys, workdir, tiny_weights):
     assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav")[0] == 0
     before = Path("separated/song/target.wav").read_bytes()
+    Path("separated/song/target.wav").chmod(0o640)
     code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_2.flac")
     assert code == 1
     assert_one_line_error(err, "target.wav", "exists")
@@ -97,6 +98,7 @@ def test_existing_output_is_an_error_unless_overwrite(capsys, workdir, tiny_weig
     code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_2.flac", "--overwrite")
     assert code == 0, err
     assert Path("separated/song/target.wav").read_bytes() != before
+    assert Path("separated/song/target.wav").stat().st_mode & 0o777 == 0o640  # the replaced file's permissions kept
 
 
 def test_same_input_and_options_give_the_same_bytes(capsys, workdir, tiny_weights):

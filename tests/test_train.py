@@ -31,8 +31,11 @@ def test_train_resume_and_export(tmp_path, tiny_dataset):
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["step"] == "2"
         assert any(k.startswith("optim.") for k in fh.keys())  # optimiser state travels too
+    with (tmp_path / "run" / "log.csv").open("a") as fh:  # as if killed after logging past its checkpoint
+        fh.write("10,-1.0,0.01,,,,,,,0.001\n")
     cfg.steps, cfg.precision = 3, "bf16"  # resumed in bfloat16 autocast (the default on AMX CPUs and GPUs)
     train(cfg)
+    assert steps_logged(tmp_path / "run") == [2, 3]  # the step the checkpoint never reached is gone
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["step"] == "3"
     rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
