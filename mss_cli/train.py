@@ -255,24 +255,28 @@ def unseen_validation(cfg: TrainConfig, segment: int) -> list[Episode]:
     return [sampler.sample(positives=5, negatives=0) for _ in range(cfg.val_episodes)]
 
 
-def drop_rows_after(log_path: Path, step: int) -> None:
-    """Keep the log up to the checkpoint's step: a run stopped between checkpoints (killed, or its
-    machine gone) logged steps that its resumption trains and logs again, and each step should
-    appear once in the log and its curve."""
+def resume_log(log_path: Path, step: int) -> dict[str, str]:
+    """Trim the log to the checkpoint's step and return its last row (empty if none).
+
+    A run stopped between checkpoints (killed, or its machine gone) logged steps that its
+    resumption trains and logs again; each step should appear once in the log and its curve. The
+    last row's smoothed losses seed the resumed averages, so the curve does not restart from a
+    single batch's loss at every resumption.
+    """
     if not log_path.exists():
-        return
+        return {}
     with log_path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
     kept = [r for r in rows if int(r["step"]) <= step]
-    if len(kept) == len(rows):
-        return
-    tmp = log_path.with_name(log_path.name + ".partial")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, reader.fieldnames or LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(kept)
-    os.replace(tmp, log_path)
+    if len(kept) < len(rows):
+        tmp = log_path.with_name(log_path.name + ".partial")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, reader.fieldnames or LOG_COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(tmp, log_path)
+    return kept[-1] if kept else {}
 
 
 def plot_curve(log_path: Path, png_path: Path) -> None:
@@ -341,9 +345,10 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.contrast_weight and cfg.kind != "fewshot":
         raise UsageError("--contrast-weight trains a few-shot model's example encoder (--kind fewshot)")
     log_path = run / "log.csv"
+    last_row: dict[str, str] = {}
     if ckpt.exists():
         step, hours, schedule_start = load_checkpoint(ckpt, model, opt)
-        drop_rows_after(log_path, step)
+        last_row = resume_log(log_path, step)
     else:
         if cfg.init:
             from mss_cli.weights import read_metadata
@@ -380,8 +385,9 @@ def train(cfg: TrainConfig) -> Path:
         writer.writeheader()
     started = time.time()
     session_start = hours
-    smooth = None
-    smooth_aux: dict[str, float] = {}  # the other loss terms this run adds (TrainStep returns only those)
+    smooth = float(last_row["loss"]) if last_row.get("loss") else None
+    # the other loss terms this run adds (TrainStep returns only those)
+    smooth_aux = {name: float(last_row[name]) for name in AUX_TERMS if last_row.get(name)}
     model.train()
     while step < cfg.steps:
         for group in opt.param_groups:

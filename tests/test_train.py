@@ -31,15 +31,18 @@ def test_train_resume_and_export(tmp_path, tiny_dataset):
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["step"] == "2"
         assert any(k.startswith("optim.") for k in fh.keys())  # optimiser state travels too
-    with (tmp_path / "run" / "log.csv").open("a") as fh:  # as if killed after logging past its checkpoint
-        fh.write("10,-1.0,0.01,,,,,,,0.001\n")
+    log = tmp_path / "run" / "log.csv"
+    # A marked smoothed loss at the checkpoint's step, then a row as if killed after logging past it.
+    log.write_text(log.read_text().replace(f",{next(csv.DictReader(log.open()))['loss']},", ",-100.00000,")
+                   + "10,-1.0,0.01,,,,,,,0.001\n")
     cfg.steps, cfg.precision = 3, "bf16"  # resumed in bfloat16 autocast (the default on AMX CPUs and GPUs)
     train(cfg)
-    assert steps_logged(tmp_path / "run") == [2, 3]  # the step the checkpoint never reached is gone
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["step"] == "3"
-    rows = list(csv.DictReader((tmp_path / "run" / "log.csv").open()))
-    assert rows[-1]["step"] == "3" and rows[0]["val_sdri"]  # validation SDR is logged
+    rows = list(csv.DictReader(log.open()))
+    assert [r["step"] for r in rows] == ["2", "3"]  # the step the checkpoint never reached is gone
+    assert float(rows[-1]["loss"]) < -90  # the smoothed loss went on from step 2's, not from scratch
+    assert rows[0]["val_sdri"]  # validation SDR is logged
     from mss_cli.train import unseen_validation
 
     if unseen_validation(cfg, 255 * 512):  # the tiny data may lack unseen-class stems in validation
