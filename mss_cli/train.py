@@ -348,7 +348,7 @@ def train(cfg: TrainConfig) -> Path:
     last_row: dict[str, str] = {}
     if ckpt.exists():
         step, hours, schedule_start = load_checkpoint(ckpt, model, opt)
-        last_row = resume_log(log_path, step)
+        last_row = resume_log(log_path, step) if rank == 0 else {}  # rank 0 alone writes the log
     else:
         if cfg.init:
             from mss_cli.weights import read_metadata
