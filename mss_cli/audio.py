@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import struct
 import subprocess
 import sys
@@ -24,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from mss_cli.errors import MssError, UsageError
+from mss_cli.files import output_mode
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".w64", ".rf64", ".opus", ".caf"}
 FFMPEG_EXTENSIONS = {".m4a", ".aac", ".mp4", ".webm", ".mka", ".wma", ".ac3", ".alac", ".mov", ".mkv", ".ape", ".wv"}
@@ -37,17 +37,6 @@ FORMATS: dict[str, tuple[str, str, dict[str, str] | None]] = {
     "ogg": ("OGG", "ogg", None),
 }
 BLOCK = 65536
-
-
-def _current_umask() -> int:
-    """The process umask (read once, at import, while nothing else runs: reading it means setting it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-# Outputs get the permissions any new file would (mkstemp alone makes them private, 0600).
-OUTPUT_MODE = 0o666 & ~_current_umask()
 
 
 @dataclass(frozen=True)
@@ -212,8 +201,7 @@ class AtomicWriter:
             raise MssError(f"{path.parent}: cannot create output folder ({exc.strerror})") from None
         if not os.access(path.parent, os.W_OK):
             raise MssError(f"{path.parent}: output folder is not writable")
-        # A replaced file keeps its permissions, as with `cp` or a shell redirection onto it.
-        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else OUTPUT_MODE
+        mode = output_mode(path)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent)
         os.fchmod(fd, mode)
         os.close(fd)

@@ -134,7 +134,7 @@ def class_condition(model, name: str) -> Conditioning:
 
 def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) -> Path:
     """Safetensors file: the vector plus the model id and example names as metadata."""
-    from safetensors.torch import save_file
+    from mss_cli.weights import write_safetensors
 
     path = Path(path)
     if path.exists() and not overwrite:
@@ -143,10 +143,7 @@ def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) 
     meta = {"format": PROFILE_FORMAT, "model_id": cond.model_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "positives": json.dumps([Path(p).name for p in cond.positives]),
             "negatives": json.dumps([Path(p).name for p in cond.negatives])}
-    tmp = path.with_name(f".{path.name}.partial")
-    save_file({"conditioning": cond.vector.float().contiguous()}, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    return write_safetensors({"conditioning": cond.vector.float().contiguous()}, path, meta)
 
 
 def profile_metadata(path: str | Path) -> dict[str, str]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from importlib import resources
 from pathlib import Path
 
 from mss_cli.errors import MssError
+from mss_cli.files import output_mode
 
 DEFAULT_WEIGHTS = "mss-fewshot.safetensors"
 BASELINE_WEIGHTS = "mss-classcond.safetensors"  # the class-conditioned baseline (mss separate --class)
@@ -56,18 +58,28 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def save_model(model, path: str | Path, half: bool = True, extra: dict | None = None) -> Path:
     """Write a model atomically; fp16 halves the file and costs nothing measurable in quality."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
         tensors[name] = tensor.half() if half and tensor.is_floating_point() else tensor
     meta = {"config": json.dumps(model.config.to_dict()), "format": "mss-model-1"}
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    return write_safetensors(tensors, path, meta)
+
+
+def write_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str]) -> Path:
+    """Write under a hidden temporary name beside ``path``, then rename: an interrupted write
+    never leaves a truncated file under the real name. The file gets the mode any output gets."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, output_mode(path))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -47,6 +47,16 @@ def test_help_is_fast_and_does_not_import_torch():
     assert "--like" in proc.stdout
 
 
+def new_file_mode() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def mode_of(path: str | Path) -> int:
+    return Path(path).stat().st_mode & 0o777
+
+
 def test_separate_writes_target_and_residual_that_sum_to_the_mix(capsys, workdir, tiny_weights):
     code, out, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav")
     assert code == 0, err
@@ -57,9 +67,7 @@ def test_separate_writes_target_and_residual_that_sum_to_the_mix(capsys, workdir
     assert np.abs(target + residual - mix).max() < 2.5 / 32768  # exact up to 16-bit rounding
     assert np.abs(target).max() > 1e-3  # the model did produce something
     assert sf.info("separated/song/target.wav").subtype == "PCM_16"  # the input's bit depth
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert Path("separated/song/target.wav").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
+    assert mode_of("separated/song/target.wav") == new_file_mode()  # not mkstemp's private 0600
     assert not list(Path("separated").rglob("*.partial*"))
 
 
@@ -98,7 +106,7 @@ def test_existing_output_is_an_error_unless_overwrite(capsys, workdir, tiny_weig
     code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_2.flac", "--overwrite")
     assert code == 0, err
     assert Path("separated/song/target.wav").read_bytes() != before
-    assert Path("separated/song/target.wav").stat().st_mode & 0o777 == 0o640  # the replaced file's permissions kept
+    assert mode_of("separated/song/target.wav") == 0o640  # the replaced file's permissions kept
 
 
 def test_same_input_and_options_give_the_same_bytes(capsys, workdir, tiny_weights):
@@ -179,6 +187,7 @@ def test_profiles_are_saved_listed_and_reused(capsys, workdir, tiny_weights, tmp
     code, out, _ = run(capsys, "profiles", "--json")
     row = json.loads(out)
     assert row["name"] == "tones" and row["positives"] == ["like_1.wav", "like_2.flac"] and row["negatives"] == ["not_1.wav"]
+    assert mode_of(row["path"]) == new_file_mode()  # not the private 0600 safetensors' writer gives
     assert separate(capsys, tiny_weights, "song.wav", "--profile", "tones", "-o", "a")[0] == 0
     assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "b")[0] == 0
     assert Path("a/song/target.wav").read_bytes() == Path("b/song/target.wav").read_bytes()
