@@ -150,7 +150,7 @@ def save_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer, st
                     cfg: TrainConfig, schedule_start: int = 0) -> None:
     """Model and Adam state as safetensors (no pickle), written atomically, with the step the
     learning-rate schedule began at (a resumed run must decay along the same curve)."""
-    from safetensors.torch import save_file
+    from mss_cli.weights import write_safetensors
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state = opt.state_dict()
@@ -160,9 +160,7 @@ def save_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer, st
                 else value.detach().cpu().contiguous()
     meta = {"step": str(step), "hours": str(hours), "schedule_start": str(schedule_start), "model_config": json.dumps(model.config.to_dict()),
             "train_config": json.dumps(asdict(cfg))}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
+    write_safetensors(tensors, path, meta)
 
 
 def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | None) -> tuple[int, float, int]:
