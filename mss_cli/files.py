@@ -1,7 +1,7 @@
-"""The permissions of the files mss writes (stems, profiles, weights).
+"""How mss writes files (stems, profiles, weights, checkpoints, logs, dataset manifests).
 
-Every output is written under a temporary name and renamed when complete. The temporary file's
-creator decides its mode (``mkstemp`` and safetensors' writer both make it private, 0600), so the
+Every output is written under a temporary name and renamed when complete, so an interrupted write
+never leaves a truncated file under the real name. The temporary file's creator decides its mode (``mkstemp`` and safetensors' writer both make it private, 0600), so the
 mode is set explicitly: what any new file would get under the umask, or, when a file is replaced
 (``--overwrite``), the permissions it had, as with ``cp`` or a shell redirection onto it.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -26,3 +27,17 @@ NEW_FILE_MODE = 0o666 & ~_current_umask()
 def output_mode(path: Path) -> int:
     """The mode the finished file at ``path`` should have."""
     return stat.S_IMODE(path.stat().st_mode) if path.exists() else NEW_FILE_MODE
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write`` on a hidden temporary file beside ``path``, give it the output mode, then
+    rename it to ``path``; the temporary file is removed if anything fails."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        write(tmp)
+        os.chmod(tmp, output_mode(path))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

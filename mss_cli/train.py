@@ -24,6 +24,7 @@ from mss_cli.data.episodes import Episode, EpisodeSampler, collate
 from mss_cli.data.taxonomy import load_taxonomy
 from mss_cli.device import autocast_dtype
 from mss_cli.errors import MssError, UsageError
+from mss_cli.files import write_atomically
 from mss_cli.metrics import sdr
 from mss_cli.model import ModelConfig, Separator
 
@@ -268,12 +269,13 @@ def resume_log(log_path: Path, step: int) -> dict[str, str]:
         rows = list(reader)
     kept = [r for r in rows if int(r["step"]) <= step]
     if len(kept) < len(rows):
-        tmp = log_path.with_name(log_path.name + ".partial")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, reader.fieldnames or LOG_COLUMNS)
-            writer.writeheader()
-            writer.writerows(kept)
-        os.replace(tmp, log_path)
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, reader.fieldnames or LOG_COLUMNS)
+                writer.writeheader()
+                writer.writerows(kept)
+
+        write_atomically(log_path, write)
     return kept[-1] if kept else {}
 
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from importlib import resources
 from pathlib import Path
 
 from mss_cli.errors import MssError
-from mss_cli.files import output_mode
+from mss_cli.files import write_atomically
 
 DEFAULT_WEIGHTS = "mss-fewshot.safetensors"
 BASELINE_WEIGHTS = "mss-classcond.safetensors"  # the class-conditioned baseline (mss separate --class)
@@ -68,19 +67,10 @@ def save_model(model, path: str | Path, half: bool = True, extra: dict | None = 
 
 
 def write_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str]) -> Path:
-    """Write under a hidden temporary name beside ``path``, then rename: an interrupted write
-    never leaves a truncated file under the real name. The file gets the mode any output gets."""
+    """Tensors and metadata as a safetensors file, written atomically (``files.write_atomically``)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, output_mode(path))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def load_model(path: str | Path | None = None, device: str = "cpu", fuse: bool = True):

@@ -21,6 +21,7 @@ from mss_cli.data.hydrogen import PREFIX as HYDROGEN
 from mss_cli.data.hydrogen import HydrogenKit, available_kits
 from mss_cli.data.scores import Note, Work, corpus_paths, corpus_work, pop_arrangement
 from mss_cli.data.taxonomy import Taxonomy, load_taxonomy
+from mss_cli.files import write_atomically
 
 SAMPLE_RATE = 44100
 TAIL_SECONDS = 1.5
@@ -153,8 +154,7 @@ class WorkSpec:
 def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
     spec, out = args
     out_dir = Path(out)
-    manifest_path = out_dir / "works" / f"{spec.work_id}.json"
-    if manifest_path.exists():
+    if work_rows_path(out_dir, spec.work_id).exists():
         return spec.work_id, 0.0, 0
     taxonomy = load_taxonomy()
     rng = random.Random(f"{spec.seed}:{spec.work_id}")
@@ -200,14 +200,17 @@ def plan(generated: int, corpus: int, seed: int, val_fraction: float, timbre: in
     return specs
 
 
+def work_rows_path(root: str | Path, work_id: str) -> Path:
+    """Where one work's stem rows live (the renderer skips a work whose rows exist)."""
+    return Path(root, "works", f"{work_id}.json")
+
+
 def write_work_rows(root: str | Path, work_id: str, rows: list[dict]) -> None:
     """One work's stem rows, written atomically and after its stems: a work's manifest existing is
     what marks it complete (a resumed build skips it; ``read_manifest`` reads it)."""
-    path = Path(root, "works", f"{work_id}.json")
+    path = work_rows_path(root, work_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows))
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(rows)))
 
 
 def read_manifest(root: str | Path) -> list[dict]:
