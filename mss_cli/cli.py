@@ -363,6 +363,9 @@ def data_build(
     seed: int = typer.Option(0, "--seed"),
     val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.5),
     jobs: int = typer.Option(2, "--jobs", "-j", min=1),
+    taxonomy_version: Optional[int] = typer.Option(
+        None, "--taxonomy-version", help="Render with the instrument classes of this taxonomy version (default: the latest); "
+        "1 reproduces the dataset the shipped weights were trained on."),
 ) -> None:
     """Render (or resume rendering) the synthetic multitrack dataset and print speed figures."""
     from platformdirs import user_cache_dir
@@ -370,7 +373,7 @@ def data_build(
     from mss_cli.data.render import build
 
     folder = out or Path(user_cache_dir("mss", appauthor=False)) / "data"
-    print(json.dumps(build(folder, generated, corpus, seed, val_fraction, timbre, jobs)))
+    print(json.dumps(build(folder, generated, corpus, seed, val_fraction, timbre, jobs, taxonomy_version=taxonomy_version)))
 
 
 @data_app.command("demo")

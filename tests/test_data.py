@@ -9,20 +9,59 @@ import numpy as np
 import pytest
 
 from mss_cli.data.episodes import EpisodeSampler, collate
-from mss_cli.data.render import build, plan, read_manifest
+from mss_cli.data.render import DATASET_FILE, build, dataset_taxonomy_version, plan, read_manifest
 from mss_cli.data.scores import pop_arrangement
 from mss_cli.data.taxonomy import load_taxonomy
 
 
 def test_taxonomy_holds_out_a_quarter_of_the_classes_across_families():
+    """A quarter of version 1's classes; later versions add training classes only, so that the
+    evaluation's unseen group stays the same set and results stay comparable across versions."""
     tax = load_taxonomy()
-    assert len(tax.unseen) >= len(tax.classes) / 4
+    assert len(tax.unseen) >= len(load_taxonomy(1).classes) / 4
     unseen_families = {tax.get(c).family for c in tax.unseen}
     assert len(unseen_families) >= 4
     for c in tax.classes:
         assert c.low < c.high and (c.programs or c.is_drums)
     assert not set(tax.reserved_soundfonts) & set(tax.train_soundfonts)
     assert set(tax.redistributable_soundfonts) <= set(tax.train_soundfonts)
+
+
+def test_taxonomy_versions_only_append_classes():
+    """A later version keeps every earlier class at its id (the class-conditioned baseline's table
+    rows), and version 1 is the 23 classes the shipped weights were trained on."""
+    first, latest = load_taxonomy(1), load_taxonomy()
+    assert len(first.classes) == 23 and latest.version > 1
+    assert latest.classes[: len(first.classes)] == first.classes
+    assert set(first.unseen) == set(latest.unseen)  # new classes widen training, not the held-out set
+    with pytest.raises(ValueError):
+        load_taxonomy(latest.version + 1)
+
+
+def test_taxonomy_version_1_reproduces_the_shipped_dataset():
+    """The model card's data command (--taxonomy-version 1) draws the same arrangements as the build
+    the shipped weights were trained on: these are the classes its first works hold."""
+    import random
+
+    recorded = {"gen00000": ["drums", "bass", "mallets", "organ", "flute", "oboe"],
+                "gen00001": ["drums", "bass", "mallets", "harp", "accordion", "clarinet"]}
+    for work_id, classes in recorded.items():
+        work = pop_arrangement(work_id, load_taxonomy(1), random.Random(f"0:{work_id}"))
+        assert [s.instrument for s in work.stems] == classes
+
+
+def test_a_dataset_keeps_its_taxonomy_version(tmp_path):
+    from mss_cli.errors import UsageError
+
+    assert dataset_taxonomy_version(tmp_path) is None
+    (tmp_path / "works").mkdir()
+    assert dataset_taxonomy_version(tmp_path) == 1  # built before versions were recorded
+    with pytest.raises(UsageError, match="taxonomy version 1"):
+        build(tmp_path, generated=0, corpus=0, jobs=1, progress=False)  # the latest: another version
+    (tmp_path / DATASET_FILE).write_text(json.dumps({"taxonomy_version": 2}))
+    assert dataset_taxonomy_version(tmp_path) == 2
+    with pytest.raises(UsageError, match="does not exist"):
+        build(tmp_path, generated=0, corpus=0, jobs=1, progress=False, taxonomy_version=99)
 
 
 def test_generated_arrangements_are_deterministic_and_in_range():
@@ -40,10 +79,12 @@ def test_generated_arrangements_are_deterministic_and_in_range():
 
 
 def test_splits_are_stable_and_disjoint():
-    specs = plan(40, 0, seed=1, val_fraction=0.2, timbre=2)
-    again = plan(60, 0, seed=1, val_fraction=0.2, timbre=2)
+    specs = plan(40, 0, seed=1, val_fraction=0.2, timbre=2, taxonomy_version=1)
+    again = plan(60, 0, seed=1, val_fraction=0.2, timbre=2, taxonomy_version=1)
     split = {s.work_id: s.split for s in again}
     assert all(split[s.work_id] == s.split for s in specs if s.split != "timbre")
+    later = plan(40, 0, seed=1, val_fraction=0.2, timbre=2, taxonomy_version=2)
+    assert [s.split for s in later] == [s.split for s in specs]  # held-out works stay held out in every version
     assert {s.split for s in specs} == {"train", "val", "timbre"}
 
 

@@ -21,6 +21,7 @@ from mss_cli.data.hydrogen import PREFIX as HYDROGEN
 from mss_cli.data.hydrogen import HydrogenKit, available_kits
 from mss_cli.data.scores import Note, Work, corpus_paths, corpus_work, pop_arrangement
 from mss_cli.data.taxonomy import Taxonomy, load_taxonomy
+from mss_cli.errors import UsageError
 from mss_cli.files import write_atomically
 
 SAMPLE_RATE = 44100
@@ -149,6 +150,7 @@ class WorkSpec:
     kind: str  # "generated" or a music21 corpus path
     split: str  # train / val / timbre (val works rendered with the reserved soundfonts)
     seed: int
+    taxonomy_version: int  # whose classes the work may use (taxonomy.load_taxonomy)
 
 
 def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
@@ -156,7 +158,7 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
     out_dir = Path(out)
     if work_rows_path(out_dir, spec.work_id).exists():
         return spec.work_id, 0.0, 0
-    taxonomy = load_taxonomy()
+    taxonomy = load_taxonomy(spec.taxonomy_version)
     rng = random.Random(f"{spec.seed}:{spec.work_id}")
     if spec.kind == "generated":
         work: Work | None = pop_arrangement(spec.work_id, taxonomy, rng)
@@ -187,16 +189,17 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
     return spec.work_id, seconds, size
 
 
-def plan(generated: int, corpus: int, seed: int, val_fraction: float, timbre: int) -> list[WorkSpec]:
-    """The fixed list of works; a work's split depends only on its id and the seed (stable on resume)."""
+def plan(generated: int, corpus: int, seed: int, val_fraction: float, timbre: int, taxonomy_version: int) -> list[WorkSpec]:
+    """The fixed list of works; a work's split depends only on its id and the seed (stable on resume,
+    and the same in every taxonomy version: a validation work is held out of every dataset)."""
     specs: list[WorkSpec] = []
     sources = [(f"gen{i:05d}", "generated") for i in range(generated)]
     sources += [(f"m21_{i:05d}", p) for i, p in enumerate(corpus_paths(corpus))] if corpus else []
     for work_id, kind in sources:
         split = "val" if random.Random(f"split:{seed}:{work_id}").random() < val_fraction else "train"
-        specs.append(WorkSpec(work_id, kind, split, seed))
+        specs.append(WorkSpec(work_id, kind, split, seed, taxonomy_version))
     val = [s for s in specs if s.split == "val"][:timbre]
-    specs += [WorkSpec(f"{s.work_id}_timbre", s.kind, "timbre", seed) for s in val]
+    specs += [WorkSpec(f"{s.work_id}_timbre", s.kind, "timbre", seed, taxonomy_version) for s in val]
     return specs
 
 
@@ -213,6 +216,18 @@ def write_work_rows(root: str | Path, work_id: str, rows: list[dict]) -> None:
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(rows)))
 
 
+DATASET_FILE = "dataset.json"
+
+
+def dataset_taxonomy_version(root: str | Path) -> int | None:
+    """The taxonomy version a dataset folder was rendered with: recorded by ``build``; 1 for a
+    dataset built before versions were recorded (it has works and no record); None for a new folder."""
+    record = Path(root, DATASET_FILE)
+    if record.exists():
+        return int(json.loads(record.read_text())["taxonomy_version"])
+    return 1 if Path(root, "works").is_dir() else None
+
+
 def read_manifest(root: str | Path) -> list[dict]:
     """All stem rows of a built dataset (the per-work manifests are the source of truth)."""
     rows: list[dict] = []
@@ -222,11 +237,23 @@ def read_manifest(root: str | Path) -> list[dict]:
 
 
 def build(out: str | Path, generated: int = 400, corpus: int = 150, seed: int = 0, val_fraction: float = 0.1,
-          timbre: int = 0, jobs: int = 2, progress: bool = True) -> dict:
-    """Render the dataset under ``out`` (resumable) and write ``manifest.jsonl``; returns speed figures."""
+          timbre: int = 0, jobs: int = 2, progress: bool = True, taxonomy_version: int | None = None) -> dict:
+    """Render the dataset under ``out`` (resumable) and write ``manifest.jsonl``; returns speed figures.
+
+    ``taxonomy_version`` (the latest when None) must match the folder's: resuming a build with other
+    classes would mix two datasets (a UsageError)."""
     out = Path(out)
+    try:
+        version = load_taxonomy(taxonomy_version).version
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    existing = dataset_taxonomy_version(out)
+    if existing is not None and existing != version:
+        raise UsageError(f"{out} was rendered with taxonomy version {existing}, not {version}: "
+                         f"resume it with --taxonomy-version {existing} or build into a new folder")
     out.mkdir(parents=True, exist_ok=True)
-    specs = plan(generated, corpus, seed, val_fraction, timbre)
+    write_atomically(out / DATASET_FILE, lambda tmp: tmp.write_text(json.dumps({"taxonomy_version": version})))
+    specs = plan(generated, corpus, seed, val_fraction, timbre, version)
     start = time.time()
     seconds = size = done = 0
     with get_context("spawn").Pool(jobs) as workers:

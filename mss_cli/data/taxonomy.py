@@ -1,7 +1,10 @@
 """The instrument taxonomy: classes users name, their GM programs, ranges and the seen/unseen split.
 
 One JSON file (``taxonomy.json``) is the single source of truth so that the data builder, the
-episode sampler, the class-conditioned baseline and the evaluation all agree on class ids.
+episode sampler, the class-conditioned baseline and the evaluation all agree on class ids. It is
+versioned: later versions only append classes, so ids never move, and an older version (the
+classes it had) still renders the dataset it rendered then: the arrangement generator draws from
+the classes it is given, so one more class changes every work.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Taxonomy:
     reserved_soundfonts: tuple[str, ...]
     redistributable_soundfonts: tuple[str, ...]
     gm_drum_kits: tuple[int, ...]
+    version: int
 
     def index(self, name: str) -> int:
         """Class id used by the class-conditioned baseline (stable: file order)."""
@@ -62,8 +66,18 @@ class Taxonomy:
 
 
 @lru_cache(maxsize=1)
-def load_taxonomy() -> Taxonomy:
-    raw = json.loads(resources.files("mss_cli.data").joinpath("taxonomy.json").read_text())
+def _raw() -> dict:
+    return json.loads(resources.files("mss_cli.data").joinpath("taxonomy.json").read_text())
+
+
+@lru_cache(maxsize=None)
+def load_taxonomy(version: int | None = None) -> Taxonomy:
+    """The classes of taxonomy ``version`` (the latest when None); an unknown version is a ValueError."""
+    raw = _raw()
+    latest = int(raw["version"])
+    version = latest if version is None else version
+    if not 1 <= version <= latest:
+        raise ValueError(f"taxonomy version {version} does not exist (1 to {latest})")
     classes = tuple(
         InstrumentClass(
             name=name,
@@ -75,6 +89,7 @@ def load_taxonomy() -> Taxonomy:
             seen=spec["split"] == "seen",
         )
         for name, spec in raw["classes"].items()
+        if spec.get("since", 1) <= version
     )
     sf = raw["soundfonts"]
     return Taxonomy(
@@ -85,4 +100,5 @@ def load_taxonomy() -> Taxonomy:
         reserved_soundfonts=tuple(sf["reserved"]),
         redistributable_soundfonts=tuple(sf["redistributable"]),
         gm_drum_kits=tuple(raw["gm_drum_kits"]),
+        version=version,
     )
