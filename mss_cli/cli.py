@@ -174,7 +174,7 @@ def separate(
 
         weights = shipped_weights(BASELINE_WEIGHTS)
     model = load_model_for(weights, device)
-    if jobs > 1 and next(model.parameters()).device.type == "cpu":
+    if jobs > 1 and model.device.type == "cpu":
         import torch
 
         # N files at once share the cores: N x all-core thread pools would oversubscribe them badly.
@@ -184,7 +184,7 @@ def separate(
     if not quiet and not as_json:
         what = f"class {class_name}" if class_name else f"{len(cond.positives)} example(s)" + (
             f", {len(cond.negatives)} negative(s)" if cond.negatives else "")
-        say(f"mss: {what} embedded in {time.time() - started:.1f} s on {next(model.parameters()).device}")
+        say(f"mss: {what} embedded in {time.time() - started:.1f} s on {model.device}")
 
     from mss_cli.separate import Outputs, SeparationOptions
 

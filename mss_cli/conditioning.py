@@ -62,7 +62,7 @@ def embed_clips(model, paths: list[str], batch: int = 8) -> "torch.Tensor":  # n
     """Per-clip embeddings (clips, embed_dim); windows go through the encoder ``batch`` at a time."""
     import torch
 
-    device = next(model.parameters()).device
+    device = model.device
     out = []
     for path in paths:
         try:
@@ -123,7 +123,7 @@ def class_vector(model, name: str) -> "torch.Tensor":  # noqa: F821
     if name not in trained:
         raise UsageError(f"--class {name}: not a class this model was trained on (one of: {', '.join(trained)})")
     with torch.inference_mode():
-        index = torch.tensor([model.config.class_names.index(name)], device=next(model.parameters()).device)
+        index = torch.tensor([model.config.class_names.index(name)], device=model.device)
         return model.class_conditioning(index)[0].cpu()
 
 

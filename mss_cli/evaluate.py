@@ -45,7 +45,7 @@ def bss_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 def fewshot(model, episode: Episode, positives: int, negatives: int) -> np.ndarray:
     """The few-shot model given the episode's first ``positives`` and ``negatives`` clips, on the
     model's device (training validates on the GPU it trains on)."""
-    device = next(model.parameters()).device
+    device = model.device
     with torch.inference_mode():
         pos = model.embed_windows(torch.from_numpy(episode.positives[:positives]).to(device))[None]
         neg_clips = episode.negatives[:negatives]

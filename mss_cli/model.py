@@ -188,6 +188,11 @@ class Separator(nn.Module):
         else:
             raise ValueError(f"unknown model kind {config.kind!r}")
 
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live: inputs (audio, example clips, class ids) go there too."""
+        return self.input_mean.device
+
     # --- conditioning ----------------------------------------------------------------------------
 
     def features(self, audio: Tensor) -> tuple[Tensor, Tensor]:
@@ -302,7 +307,7 @@ def bind_conditioning(model: "Separator", cond: Tensor) -> "Separator":
     uses one vector for the whole track, then skips six full-resolution multiply-adds. The copy
     ignores the ``cond`` argument of ``forward``; the original model is left untouched.
     """
-    films = model.films(cond[:1].to(model.film.weight.device))
+    films = model.films(cond[:1].to(model.device))
     bound = fuse_for_inference(copy.deepcopy(model))
     for conv, film in zip(bound.unet.encoder, films):
         if film is not None:

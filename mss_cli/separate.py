@@ -60,7 +60,7 @@ def make_separator(model, cond_vector, precision: str = "auto") -> Callable:
     from mss_cli.device import autocast_dtype
     from mss_cli.model import bind_conditioning
 
-    device = next(model.parameters()).device
+    device = model.device
     bound = bind_conditioning(model, cond_vector.reshape(1, -1))
     dtype = autocast_dtype(str(device), precision)
     unused = torch.zeros(1, model.config.cond_dim, device=device)
@@ -144,7 +144,7 @@ def separate_file(model, cond_vector, source: str | Path, outputs: Outputs, opti
                 writer.abort()
             raise
     seconds = time.time() - started
-    device = str(next(model.parameters()).device)
+    device = str(model.device)
     return [
         Written(input=label, stem=name, path=str(dest), sample_rate=info.sample_rate, duration=info.duration,
                 seconds=round(seconds, 3), device=device, clipped_samples=writers[role][1].clipped)
