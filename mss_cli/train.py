@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mss_cli.data.episodes import Episode, EpisodeSampler, collate
+from mss_cli.data.render import dataset_taxonomy_version
 from mss_cli.data.taxonomy import load_taxonomy
 from mss_cli.device import autocast_dtype
 from mss_cli.errors import MssError, UsageError
@@ -184,7 +185,9 @@ def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | N
 
 
 def model_config(cfg: TrainConfig) -> ModelConfig:
-    taxonomy = load_taxonomy()
+    """The classes are those of the dataset's taxonomy version: a baseline trained on version-1 data
+    must not offer `--class` for classes added later, which it never heard."""
+    taxonomy = load_taxonomy(dataset_taxonomy_version(cfg.data))
     return ModelConfig(kind=cfg.kind, channels=cfg.channels, film=cfg.film, num_classes=len(taxonomy.classes),
                        class_names=[c.name for c in taxonomy.classes])
 

@@ -71,6 +71,19 @@ def test_episode_workers_draw_different_episodes_and_train(tmp_path, tiny_datase
     assert steps_logged(tmp_path / "run")[-1] == 2
 
 
+def test_class_table_follows_the_dataset_taxonomy_version(tmp_path):
+    """A baseline trained on version-1 data gets version 1's 23 rows, not later classes it never heard."""
+    import json
+
+    from mss_cli.data.render import DATASET_FILE
+    from mss_cli.data.taxonomy import load_taxonomy
+    from mss_cli.train import model_config
+
+    (tmp_path / DATASET_FILE).write_text(json.dumps({"taxonomy_version": 1}))
+    config = model_config(TrainConfig(data=str(tmp_path), run="", kind="classcond"))
+    assert config.class_names == [c.name for c in load_taxonomy(1).classes] and config.num_classes == 23
+
+
 def test_classcond_baseline_trains(tmp_path, tiny_dataset):
     cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "cc"), kind="classcond", channels=TINY_CHANNELS,
                       steps=1, batch=2, val_episodes=1, val_every=1, threads=2)
