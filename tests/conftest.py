@@ -59,10 +59,16 @@ def workdir(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> Path:
-    """Five generated songs and two chorales, rendered with FluidSynth (the Debian packages of .ci/run).
+def tiny_dataset_plan() -> dict:
+    """What ``tiny_dataset`` renders (``render.build``'s arguments), for tests that build it again.
     Seed 34 puts an unseen class (accordion) in two training and two validation works, so that the
     unseen-class tests run instead of skipping."""
+    return {"generated": 5, "corpus": 2, "seed": 34, "val_fraction": 0.3, "timbre": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, tiny_dataset_plan) -> Path:
+    """Five generated songs and two chorales, rendered with FluidSynth (the Debian packages of .ci/run)."""
     import os
 
     from mss_cli.data.render import build
@@ -79,5 +85,5 @@ def tiny_dataset(tmp_path_factory) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     root = tmp_path_factory.mktemp("data")
-    build(root, generated=5, corpus=2, seed=34, val_fraction=0.3, timbre=1, jobs=2, progress=False)
+    build(root, **tiny_dataset_plan, jobs=2, progress=False)
     return root

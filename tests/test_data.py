@@ -113,9 +113,9 @@ def test_rendered_stems_and_manifest(tiny_dataset):
             assert not fonts & reserved
 
 
-def test_build_resumes_without_rerendering(tiny_dataset):
+def test_build_resumes_without_rerendering(tiny_dataset, tiny_dataset_plan):
     before = {p: p.stat().st_mtime_ns for p in (tiny_dataset / "stems").rglob("*.npy")}
-    stats = build(tiny_dataset, generated=5, corpus=2, seed=34, val_fraction=0.3, timbre=1, jobs=1, progress=False)
+    stats = build(tiny_dataset, **tiny_dataset_plan, jobs=1, progress=False)
     assert stats["rendered_stem_hours"] == 0
     assert {p: p.stat().st_mtime_ns for p in (tiny_dataset / "stems").rglob("*.npy")} == before
 
