@@ -221,12 +221,40 @@ def adopt_teacher(student: Separator, teacher: Separator) -> None:
     student.load_state_dict(shared, strict=False)
 
 
-def teacher_films(teacher: Separator) -> torch.Tensor:
-    """The FiLM parameters (classes, 2 x sum of FiLM'd channels) the teacher gives each class."""
+def teacher_films(teacher: Separator, class_names: list[str]) -> torch.Tensor:
+    """The FiLM parameters (classes, 2 x sum of FiLM'd channels) the teacher gives each of the run's
+    classes, in the run's class order (its targets' class ids index these rows). A teacher trained
+    on an earlier taxonomy version has no vector for the classes added since: refused."""
     if teacher.config.kind != "classcond":
         raise UsageError("the teacher must be a class-conditioned model (mss train --kind classcond)")
+    missing = [c for c in class_names if c not in teacher.config.class_names]
+    if missing:
+        raise UsageError(f"the teacher has no class vector for {len(missing)} of this dataset's classes "
+                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): it was trained on "
+                         "an earlier taxonomy version's data; distil on data of its version")
+    rows = torch.tensor([teacher.config.class_names.index(c) for c in class_names])
     with torch.no_grad():
-        return teacher.film(teacher.class_table.weight).float()
+        return teacher.film(teacher.class_table.weight[rows]).float()
+
+
+def start_from(model: Separator, source: Separator) -> None:
+    """--init: a run's fresh model takes another file's weights. They must be the same kind of model
+    with the same U-Net; a class-conditioned model's class vectors are copied by class name, so a
+    baseline trained on an earlier taxonomy version can go on with the classes added since (their
+    rows start from scratch)."""
+    mine, theirs = model.config, source.config
+    if (theirs.kind, theirs.channels, theirs.film) != (mine.kind, mine.channels, mine.film):
+        raise UsageError(f"--init: the weights are a {theirs.kind} model with U-Net widths "
+                         f"{','.join(map(str, theirs.channels))} (FiLM: {theirs.film}); this run trains a {mine.kind} "
+                         f"model with widths {','.join(map(str, mine.channels))} (FiLM: {mine.film}): see --kind, --channels")
+    state = source.state_dict()
+    if mine.kind == "classcond":
+        table = model.class_table.weight.detach().clone()
+        for row, name in enumerate(theirs.class_names):
+            if name in mine.class_names:
+                table[mine.class_names.index(name)] = state["class_table.weight"][row]
+        state["class_table.weight"] = table
+    model.load_state_dict(state)
 
 
 def validate(model: Separator, episodes: list[Episode], use_negatives: bool) -> tuple[float, float]:
@@ -344,7 +372,7 @@ def train(cfg: TrainConfig) -> Path:
         if cfg.kind != "fewshot":
             raise UsageError("--teacher trains a few-shot model (--kind fewshot)")
         teacher = given_weights(cfg.teacher)
-        distill_targets = teacher_films(teacher)
+        distill_targets = teacher_films(teacher, model.config.class_names)
     if cfg.contrast_weight and cfg.kind != "fewshot":
         raise UsageError("--contrast-weight trains a few-shot model's example encoder (--kind fewshot)")
     log_path = run / "log.csv"
@@ -356,7 +384,7 @@ def train(cfg: TrainConfig) -> Path:
         if cfg.init:
             from mss_cli.weights import read_metadata
 
-            model.load_state_dict(given_weights(cfg.init).state_dict())
+            start_from(model, given_weights(cfg.init))
             # The count goes on (fresh optimiser state): --steps is the cumulative target, and the
             # exported file's steps and hours say how much training the weights have had in all.
             meta = read_metadata(cfg.init)

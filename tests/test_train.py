@@ -244,3 +244,34 @@ def test_curve_of_a_run_without_validation(tmp_path):
         writer.writerows({**dict.fromkeys(LOG_COLUMNS, ""), "step": s, "loss": -s / 10, "hours": 0.1} for s in (10, 20, 30))
     plot_curve(tmp_path / "log.csv", tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_init_and_teacher_follow_classes_by_name():
+    """A baseline from an earlier taxonomy version: --init copies its class vectors by name (the
+    classes added since start fresh) and refuses another kind or U-Net; as a --teacher it is refused
+    for a dataset with classes it has no vector for, instead of indexing past its table."""
+    from mss_cli.errors import UsageError
+    from mss_cli.model import ModelConfig, Separator
+    from mss_cli.train import start_from, teacher_films
+
+    def classcond(names: list[str], channels=TINY_CHANNELS) -> Separator:
+        model = Separator(ModelConfig(kind="classcond", channels=channels, num_classes=len(names), class_names=names))
+        torch.nn.init.normal_(model.film.weight)  # a trained-looking FiLM generator (it starts at zero)
+        return model
+
+    old, new = classcond(["piano", "bass"]), classcond(["piano", "bass", "banjo"])
+    banjo = new.class_table.weight[2].detach().clone()
+    start_from(new, old)
+    assert torch.equal(new.class_table.weight[:2], old.class_table.weight)
+    assert torch.equal(new.class_table.weight[2], banjo)
+    assert all(torch.equal(new.state_dict()[k], v) for k, v in old.state_dict().items() if k.startswith("unet."))
+    with pytest.raises(UsageError, match="--init: the weights are a classcond model"):
+        start_from(Separator(ModelConfig(channels=TINY_CHANNELS)), old)
+    with pytest.raises(UsageError, match="widths 4,8,8,8,8,8"):
+        start_from(classcond(["piano", "bass"], channels=[4, 8, 8, 8, 8, 16]), old)
+
+    with torch.no_grad():
+        swapped = old.film(old.class_table.weight[[1, 0]])
+    assert torch.allclose(teacher_films(old, ["bass", "piano"]), swapped)
+    with pytest.raises(UsageError, match="no class vector for 1 of this dataset's classes \\(banjo\\)"):
+        teacher_films(old, ["piano", "bass", "banjo"])
