@@ -1,7 +1,8 @@
 """How much do the example clips steer a few-shot model, and would better ones help?
 
 On `mss eval`'s episodes (seed 7), each variant is compared per episode with the model given the
-episode's first 5 positive clips (paired SDRi difference, median, and how often the variant wins):
+episode's first 5 positive clips (`mss eval`'s paired note: the median of per-episode SDRi
+differences, and how often the variant wins):
 
 - "wrong class": 5 positives of another class (the next episode's whose target class differs).
   A large loss means the separator follows its examples; a small one, that it mostly separates
@@ -18,14 +19,14 @@ Usage:
 
 from __future__ import annotations
 
-import statistics
 import sys
 
 import numpy as np
 import torch
 
 from mss_cli.conditioning import WINDOW_SECONDS
-from mss_cli.evaluate import GROUPS, bss_sdr, episodes_for, separate_episode
+from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, paired_note, separate_episode
+from mss_cli.metrics import si_sdr
 from mss_cli.weights import load_model
 
 
@@ -45,9 +46,9 @@ def main(data: str, weights: str, count: int = 100) -> None:
             rows = torch.stack([model.embed_windows(w).mean(0) for w in examples])
             return model.conditioning(rows[None])[0]
 
+    cases: list[Case] = []
     for group in GROUPS:
         episodes = episodes_for(data, group, count, 7)
-        sdri: dict[str, list[float]] = {}
         for i, e in enumerate(episodes):
             other = next(o for o in episodes[i + 1 :] + episodes[:i] if o.target_class != e.target_class)
             clips = torch.from_numpy(e.positives[:5])
@@ -60,12 +61,10 @@ def main(data: str, weights: str, count: int = 100) -> None:
             }
             floor = bss_sdr(e.target, e.mixture)
             for name, x in estimates.items():
-                sdri.setdefault(name, []).append(bss_sdr(e.target, x) - floor)
-        base = sdri["5 positives"]
-        for name, values in sdri.items():
-            diff = [v - b for v, b in zip(values, base)]
-            print(f"{group:14s} {name:18s} median SDRi {statistics.median(values):+6.2f} dB; paired "
-                  f"{statistics.median(diff):+6.2f} dB, better in {sum(d > 0 for d in diff)}/{len(diff)}", flush=True)
+                sdr = bss_sdr(e.target, x)
+                cases.append(Case(group, i, name, e.target_class, sdr, si_sdr(e.target, x), sdr - floor))
+        for name in ("wrong class", "target as example", "self-conditioning"):
+            print(paired_note(cases, group, name, "5 positives"), flush=True)
 
 
 if __name__ == "__main__":
