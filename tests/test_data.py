@@ -64,6 +64,14 @@ def test_a_dataset_keeps_its_taxonomy_version(tmp_path):
         build(tmp_path, generated=0, corpus=0, jobs=1, progress=False, taxonomy_version=99)
 
 
+def test_a_resumed_build_keeps_its_record(tmp_path):
+    build(tmp_path, generated=0, corpus=0, jobs=1, progress=False, taxonomy_version=1)
+    record = tmp_path / DATASET_FILE
+    assert json.loads(record.read_text()) == {"taxonomy_version": 1}
+    record.write_text(json.dumps({"taxonomy_version": 1, "marker": "first build"}))
+    build(tmp_path, generated=0, corpus=0, jobs=1, progress=False, taxonomy_version=1)
+    assert json.loads(record.read_text())["marker"] == "first build"  # read, not rewritten
+
 def test_generated_arrangements_are_deterministic_and_in_range():
     import random
 

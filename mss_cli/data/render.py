@@ -252,7 +252,8 @@ def build(out: str | Path, generated: int = 400, corpus: int = 150, seed: int = 
         raise UsageError(f"{out} was rendered with taxonomy version {existing}, not {version}: "
                          f"resume it with --taxonomy-version {existing} or build into a new folder")
     out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / DATASET_FILE, lambda tmp: tmp.write_text(json.dumps({"taxonomy_version": version})))
+    if not (out / DATASET_FILE).exists():  # a resumed build already has its record
+        write_atomically(out / DATASET_FILE, lambda tmp: tmp.write_text(json.dumps({"taxonomy_version": version})))
     specs = plan(generated, corpus, seed, val_fraction, timbre, version)
     start = time.time()
     seconds = size = done = 0
