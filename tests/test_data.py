@@ -72,6 +72,7 @@ def test_a_resumed_build_keeps_its_record(tmp_path):
     build(tmp_path, generated=0, corpus=0, jobs=1, progress=False, taxonomy_version=1)
     assert json.loads(record.read_text())["marker"] == "first build"  # read, not rewritten
 
+
 def test_generated_arrangements_are_deterministic_and_in_range():
     import random
 
