@@ -132,6 +132,7 @@ def separate(
     chunk: float = typer.Option(10.0, "--chunk", min=1.0, max=600.0, help="Chunk length in seconds."),
     overlap: float = typer.Option(0.15, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, max=256, help="Chunks per forward pass (useful on a GPU)."),
+    film: str = typer.Option("encoder", "--film", help="FiLM placement: encoder (every encoder block) or bottleneck (the paper's)."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16: AMX, AVX512-BF16; else fp32), fp32 or bf16."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=64, help="Files processed in parallel."),
     shard_spec: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."),
@@ -407,6 +408,7 @@ def train(
     val_episodes: int = typer.Option(48, "--val-episodes", min=1),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
     channels: Optional[str] = typer.Option(None, "--channels", help="U-Net widths, e.g. 8,16,32,64,128,256."),
+    film: str = typer.Option("encoder", "--film", help="FiLM placement: encoder (every encoder block) or bottleneck (the paper's)."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA and on CPUs with native bf16), fp32 or bf16."),
     hide_unseen: bool = typer.Option(False, "--hide-unseen", help="Leave the unseen classes out of training mixtures too (by default they are interferers, never targets)."),
     workers: int = typer.Option(0, "--workers", min=0, help="Processes drawing training episodes (0: the training process; use several to keep a GPU busy)."),
@@ -418,7 +420,7 @@ def train(
 
     cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr, lr_final=lr_final,
                       seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
-                      checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen)
+                      checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen, film=film)
     if channels:
         cfg.channels = [int(c) for c in channels.split(",")]
     checkpoint = run_training(cfg)

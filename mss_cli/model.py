@@ -173,6 +173,8 @@ class Separator(nn.Module):
         # Fixed after training (open-unmix style): normalises features without per-chunk statistics.
         self.input_mean = nn.Parameter(torch.zeros(config.bins))
         self.input_scale = nn.Parameter(torch.ones(config.bins))
+        if config.film not in ("encoder", "bottleneck"):
+            raise ValueError(f"unknown FiLM placement {config.film!r} (encoder or bottleneck)")
         self.unet = UNet(config.channels, config.time_kernel)
         film_channels = config.channels if config.film == "encoder" else config.channels[-1:]
         self.film_sizes = list(film_channels)

@@ -363,7 +363,10 @@ def train(cfg: TrainConfig) -> Path:
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
-    model = Separator(model_config(cfg))
+    try:
+        model = Separator(model_config(cfg))
+    except ValueError as exc:  # an unknown --kind or --film
+        raise UsageError(str(exc)) from None
     ckpt = run / "last.safetensors"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, hours, schedule_start = 0, 0.0, 0

@@ -94,6 +94,34 @@ def test_classcond_baseline_trains(tmp_path, tiny_dataset):
     assert (tmp_path / "cc" / "curve.png").stat().st_size > 1000
 
 
+def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
+    """--film bottleneck trains the paper's arrangement (one FiLM, on the bottleneck) for an A/B
+    against FiLM on every encoder block; an unknown placement is a one-line usage error."""
+    from mss_cli.cli import main
+
+    def mss_train(film: str) -> int:
+        try:
+            main(["train", "--data", str(tiny_dataset), "--run-dir", str(tmp_path / film), "--steps", "1",
+                  "--batch", "2", "--channels", ",".join(map(str, TINY_CHANNELS)), "--val-episodes", "1",
+                  "--film", film, "--export", str(tmp_path / f"{film}.safetensors")])
+        except SystemExit as exc:
+            return exc.code
+        return 0
+
+    sizes = {}
+    for film in ("bottleneck", "encoder"):
+        assert mss_train(film) == 0
+        model = load_model(tmp_path / f"{film}.safetensors")
+        assert model.config.film == film
+        sizes[film] = model.film.out_features
+    assert sizes == {"bottleneck": 2 * TINY_CHANNELS[-1], "encoder": 2 * sum(TINY_CHANNELS)}
+    capsys.readouterr()
+    assert mss_train("middle") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mss: error:" in err and "FiLM placement 'middle'" in err and "Traceback" not in err
+    assert not (tmp_path / "middle.safetensors").exists()
+
+
 def test_distributed_training_with_two_cpu_processes(tmp_path, tiny_dataset):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
