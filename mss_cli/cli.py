@@ -439,6 +439,8 @@ def evaluate_command(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Few-shot model (default: shipped)."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", help="Class-conditioned model to compare (default: the shipped one, if any)."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: default)."),
+    method: Optional[list[str]] = typer.Option(None, "--method", help="With --data: run only this method, e.g. \"few-shot, 5 positives\" (repeatable; default: all)."),
+    against: Optional[Path] = typer.Option(None, "--against", help="With --data: pair each method with an earlier run's (its evaluation.jsonl or folder; same data and --seed)."),
 ) -> None:
     """Measure separation quality (SDR, SI-SDR, SDRi): on the validation data, or on your folder."""
     import torch
@@ -447,6 +449,9 @@ def evaluate_command(
 
     if (data is None) == (folder is None):
         raise UsageError("give exactly one of --data or --folder")
+    if folder is not None and (method or against):
+        raise UsageError("--method and --against go with --data")
+    earlier = (str(against), ev.load_cases(against)) if against else None  # a bad file fails before the slow part
     if threads:
         torch.set_num_threads(threads)
     model = load_model_for(weights, "cpu")
@@ -457,8 +462,8 @@ def evaluate_command(
 
         baseline = baseline or (shipped_weights(BASELINE_WEIGHTS) if shipped_weights(BASELINE_WEIGHTS).is_file() else None)
         base = load_model_for(baseline, "cpu") if baseline else None
-        cases = ev.evaluate(data, model, base, episodes, seed, progress=say)
-    print(ev.save(cases, out, "mss " + " ".join(sys.argv[1:])))
+        cases = ev.evaluate(data, model, base, episodes, seed, progress=say, methods=method or ())
+    print(ev.save(cases, out, "mss " + " ".join(sys.argv[1:]), earlier))
 
 
 def split_example_lists(argv: list[str]) -> list[str]:

@@ -6,14 +6,16 @@ classical few-shot baseline (NMF bases learned from the example clips, semi-supe
 mixture), the mixture itself (floor) and the oracle ideal ratio mask (ceiling of a mask model).
 Groups: seen classes, unseen classes (never training targets), unseen timbres (works rendered with
 the reserved soundfonts). SDR is BSSEval's (512-tap distortion filter, fast-bss-eval) over each
-segment; SI-SDR and SDRi (improvement over the mixture's SDR) are reported beside it.
+segment; SI-SDR and SDRi (improvement over the mixture's SDR) are reported beside it. A run can be
+paired with an earlier one on the same episodes (``--against``): how two weights files compare.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ import torch
 
 from mss_cli.conditioning import class_vector, trained_classes
 from mss_cli.data.episodes import Episode, EpisodeSampler
+from mss_cli.errors import UsageError
 from mss_cli.metrics import si_sdr
 from mss_cli.model import ModelConfig, Spectrogram
 from mss_cli.separate import make_separator
@@ -123,6 +126,13 @@ class Case:
     sdri: float
 
 
+def score(group: str, index: int, method: str, episode: Episode, estimate: np.ndarray, floor: float) -> Case:
+    """One estimate of one episode's target, scored as every table here is; ``floor`` is the
+    mixture's own SDR (computed once per episode), which SDRi is measured from."""
+    value = bss_sdr(episode.target, estimate)
+    return Case(group, index, method, episode.target_class, value, si_sdr(episode.target, estimate), value - floor)
+
+
 def episodes_for(root: str | Path, group: str, count: int, seed: int) -> list[Episode]:
     split, targets = GROUPS[group]
     sampler = EpisodeSampler(root, split, int(SEGMENT_SECONDS * 44100), int(EXAMPLE_SECONDS * 44100),
@@ -131,9 +141,10 @@ def episodes_for(root: str | Path, group: str, count: int, seed: int) -> list[Ep
 
 
 def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: int = 7,
-             progress=print) -> list[Case]:
-    """Run every method on fixed episodes of each group (deterministic for a seed)."""
-    methods = {
+             progress=print, methods: Sequence[str] = ()) -> list[Case]:
+    """Run every method (or those named in ``methods``) on fixed episodes of each group
+    (deterministic for a seed: a later run with other weights sees the same episodes)."""
+    every = {
         "mixture (floor)": lambda e: e.mixture,
         "oracle IRM (ceiling)": oracle_irm,
         "NMF from 5 examples": nmf_baseline,
@@ -144,7 +155,11 @@ def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: i
         FEWSHOT_5_NEG: lambda e: fewshot(model, e, 5, 5),
     }
     if baseline is not None:
-        methods[BASELINE] = lambda e: classcond(baseline, e)
+        every[BASELINE] = lambda e: classcond(baseline, e)
+    unknown = [m for m in methods if m not in every]
+    if unknown:
+        raise UsageError(f"no method {unknown[0]!r} here; the methods are: {'; '.join(every)}")
+    chosen = {m: every[m] for m in methods} if methods else every
     cases: list[Case] = []
     for group in GROUPS:
         try:
@@ -155,12 +170,10 @@ def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: i
         started = time.time()
         for index, e in enumerate(eps):
             floor = bss_sdr(e.target, e.mixture)
-            for name, fn in methods.items():
+            for name, fn in chosen.items():
                 est = fn(e)
-                if est is None:
-                    continue
-                value = floor if name.startswith("mixture") else bss_sdr(e.target, est)
-                cases.append(Case(group, index, name, e.target_class, value, si_sdr(e.target, est), value - floor))
+                if est is not None:
+                    cases.append(score(group, index, name, e, est, floor))
         progress(f"{group}: {len(eps)} episodes in {time.time() - started:.0f} s")
     return cases
 
@@ -205,6 +218,35 @@ def paired_note(cases: list[Case], group: str, method: str, other: str) -> str:
             f"{method} better in {sum(d > 0 for d in diffs)} of {len(both)}.")
 
 
+def load_cases(path: str | Path) -> list[Case]:
+    """An earlier run's ``evaluation.jsonl`` (or the folder holding it)."""
+    path = Path(path)
+    path = path / "evaluation.jsonl" if path.is_dir() else path
+    try:
+        return [Case(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"{path}: not an evaluation.jsonl of mss eval ({exc})") from None
+
+
+def against(cases: list[Case], earlier: list[Case], label: str) -> str:
+    """Markdown: each method of this run against the same method of an earlier run, paired per
+    episode (``paired_note``), e.g. two weights files evaluated with the same data and seed.
+
+    The episodes must be the same: where both runs have an episode, its target class must agree
+    (another dataset or seed gives other episodes, and pairing them would be meaningless).
+    """
+    theirs = {(c.group, c.episode): c.target_class for c in earlier}
+    if any(theirs.get((c.group, c.episode), c.target_class) != c.target_class for c in cases):
+        raise UsageError(f"{label}: its episodes are not this run's (another dataset or --seed?)")
+    both = ([replace(c, method=f"{c.method} (this run)") for c in cases]
+            + [replace(c, method=f"{c.method} ({label})") for c in earlier])
+    groups = list(dict.fromkeys(c.group for c in cases))
+    methods = [m for m in dict.fromkeys(c.method for c in cases) if not m.startswith("mixture")]
+    notes = [paired_note(both, g, f"{m} (this run)", f"{m} ({label})") for m in methods for g in groups]
+    lines = [n for n in notes if n] or [f"No episode and method in common with {label}."]
+    return "\n".join(f"- {n}" for n in lines) + "\n"
+
+
 def chart(cases: list[Case], path: str | Path) -> None:
     import matplotlib
 
@@ -227,10 +269,14 @@ def chart(cases: list[Case], path: str | Path) -> None:
     plt.close(fig)
 
 
-def save(cases: list[Case], out_dir: str | Path, command: str) -> str:
+def save(cases: list[Case], out_dir: str | Path, command: str, earlier: tuple[str, list[Case]] | None = None) -> str:
+    """Write the table (with the comparison against an ``earlier`` run's cases, if given), every
+    case and the chart; returns the Markdown."""
+    md = table(cases)
+    if earlier is not None:  # before anything is written: the comparison can refuse the earlier run
+        md += f"\n## Against {earlier[0]}\n\n" + against(cases, earlier[1], earlier[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    md = table(cases)
     (out / "evaluation.md").write_text(f"# Evaluation\n\nProduced by `{command}`.\n\n{md}")
     (out / "evaluation.jsonl").write_text("".join(json.dumps(c.__dict__) + "\n" for c in cases))
     chart(cases, out / "evaluation.png")
@@ -249,7 +295,6 @@ def evaluate_folder(model, folder: str | Path, progress=print) -> list[Case]:
 
     from mss_cli.audio import is_audio_file
     from mss_cli.conditioning import condition
-    from mss_cli.errors import UsageError
     from mss_cli.separate import Outputs, SeparationOptions, separate_file
 
     def one(case: Path, stem: str) -> Path:

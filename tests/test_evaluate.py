@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -86,3 +87,42 @@ def test_baseline_is_compared_on_the_episodes_it_covers():
     assert "on all 4 episodes: median SDRi +5.50 vs +5.50 dB; paired difference +0.50 dB (median)" in md
     assert "few-shot, 5 positives + 5 negatives better in 3 of 4" in md
     assert ev.paired_note(few, "g", ev.BASELINE, ev.FEWSHOT_5) == ""
+
+
+def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_dataset, tiny_weights, capsys):
+    """--method runs only the named methods; --against pairs them with an earlier run's on the same
+    episodes (two weights files compared), and refuses a run whose episodes differ."""
+    from conftest import build_tiny_weights
+
+    other = build_tiny_weights(tmp_path / "other.safetensors", seed=1)
+
+    def mss_eval(weights, out: str, *extra: str) -> int:
+        try:
+            main(["eval", "--data", str(tiny_dataset), "--weights", str(weights), "--episodes", "2", "--seed", "1",
+                  "--method", ev.FEWSHOT_5, "--method", ev.FEWSHOT_5_NEG, "-o", str(tmp_path / out), *extra])
+        except SystemExit as exc:
+            return exc.code
+        return 0
+
+    assert mss_eval(tiny_weights, "a") == 0
+    first = ev.load_cases(tmp_path / "a")
+    assert {c.method for c in first} == {ev.FEWSHOT_5, ev.FEWSHOT_5_NEG}
+    assert mss_eval(other, "b", "--against", str(tmp_path / "a")) == 0
+    md = (tmp_path / "b" / "evaluation.md").read_text()
+    label = str(tmp_path / "a")
+    second = ev.load_cases(tmp_path / "b" / "evaluation.jsonl")
+    for group in {c.group for c in second}:
+        diffs = [b.sdri - a.sdri for a, b in zip(first, second) if a.group == group and a.method == ev.FEWSHOT_5]
+        assert (f"{group}, {ev.FEWSHOT_5} (this run) vs {ev.FEWSHOT_5} ({label}), on all {len(diffs)} episodes:" in md
+                and f"paired difference {np.median(diffs):+.2f} dB (median)" in md)
+    capsys.readouterr()
+    moved = [ev.Case(**{**c.__dict__, "target_class": "nothing"}) for c in first]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "evaluation.jsonl").write_text("".join(json.dumps(c.__dict__) + "\n" for c in moved))
+    assert mss_eval(other, "d", "--against", str(tmp_path / "c")) == 2
+    assert "its episodes are not this run's" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    (tmp_path / "e.jsonl").write_text("not json\n")
+    assert mss_eval(other, "f", "--against", str(tmp_path / "e.jsonl")) == 2  # refused before the slow part
+    assert "not an evaluation.jsonl of mss eval" in capsys.readouterr().err
+    assert mss_eval(other, "g", "--method", "few-shot, 7 positives") == 2
+    assert "no method 'few-shot, 7 positives' here" in capsys.readouterr().err

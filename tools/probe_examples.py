@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from mss_cli.conditioning import WINDOW_SECONDS
-from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, paired_note, separate_episode
-from mss_cli.metrics import si_sdr
+from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, paired_note, score, separate_episode
 from mss_cli.weights import load_model
 
 
@@ -60,9 +59,7 @@ def main(data: str, weights: str, count: int = 100) -> None:
                 "self-conditioning": separate_episode(model, vector(clips, windows(first, length)), e),
             }
             floor = bss_sdr(e.target, e.mixture)
-            for name, x in estimates.items():
-                sdr = bss_sdr(e.target, x)
-                cases.append(Case(group, i, name, e.target_class, sdr, si_sdr(e.target, x), sdr - floor))
+            cases += [score(group, i, name, e, x, floor) for name, x in estimates.items()]
         for name in ("wrong class", "target as example", "self-conditioning"):
             print(paired_note(cases, group, name, "5 positives"), flush=True)
 
