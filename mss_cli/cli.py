@@ -132,7 +132,6 @@ def separate(
     chunk: float = typer.Option(10.0, "--chunk", min=1.0, max=600.0, help="Chunk length in seconds."),
     overlap: float = typer.Option(0.15, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, max=256, help="Chunks per forward pass (useful on a GPU)."),
-    film: str = typer.Option("encoder", "--film", help="FiLM placement: encoder (every encoder block) or bottleneck (the paper's)."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16: AMX, AVX512-BF16; else fp32), fp32 or bf16."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=64, help="Files processed in parallel."),
     shard_spec: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."),
