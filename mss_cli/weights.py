@@ -56,11 +56,19 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def save_model(model, path: str | Path, half: bool = True, extra: dict | None = None) -> Path:
-    """Write a model atomically; fp16 halves the file and costs nothing measurable in quality."""
+    """Write a model atomically; fp16 halves the file and costs nothing measurable in quality.
+
+    A tensor with values beyond fp16's range (65,504) stays float32: a batch norm's running variance
+    after a strongly scaled layer can reach 1e7, and as fp16 infinity it silences its channels.
+    """
+    import torch
+
+    fp16_max = torch.finfo(torch.float16).max
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
-        tensors[name] = tensor.half() if half and tensor.is_floating_point() else tensor
+        fits = tensor.is_floating_point() and (tensor.numel() == 0 or tensor.abs().max() <= fp16_max)
+        tensors[name] = tensor.half() if half and fits else tensor
     meta = {"config": json.dumps(model.config.to_dict()), "format": "mss-model-1"}
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     return write_safetensors(tensors, path, meta)

@@ -303,3 +303,28 @@ def test_init_and_teacher_follow_classes_by_name():
     assert torch.allclose(teacher_films(old, ["bass", "piano"]), swapped)
     with pytest.raises(UsageError, match="no class vector for 1 of this dataset's classes \\(banjo\\)"):
         teacher_films(old, ["piano", "bass", "banjo"])
+
+
+def test_fp16_export_keeps_values_beyond_its_range_in_float32(tmp_path):
+    """A batch norm's running variance after a strongly scaled layer (seen at 1.5e7 in a
+    bottleneck-FiLM run) is infinity in fp16, which silences its channels: such tensors stay float32,
+    and the half-size file separates as the model does."""
+    from conftest import TINY
+
+    from mss_cli.model import ModelConfig, Separator
+    from mss_cli.weights import save_model
+
+    torch.manual_seed(0)
+    model = Separator(ModelConfig(**TINY)).eval()
+    with torch.no_grad():
+        model.unet.dec_norm[0].running_var.fill_(1.5e7)
+        model.unet.dec_norm[0].weight.fill_(3e3)  # the mask still depends on those channels
+    path = save_model(model, tmp_path / "w.safetensors")
+    with safe_open(str(path), "pt") as fh:
+        assert fh.get_tensor("unet.dec_norm.0.running_var").dtype == torch.float32
+        assert fh.get_tensor("unet.dec_norm.0.weight").dtype == torch.float16
+    loaded = load_model(path, fuse=False).eval()
+    feats = torch.rand(2, 1, TINY["bins"], 32)
+    cond = torch.randn(2, TINY["cond_dim"])
+    with torch.no_grad():
+        assert torch.allclose(loaded.mask(feats, cond), model.mask(feats, cond), atol=2e-2)
