@@ -67,8 +67,8 @@ def save_model(model, path: str | Path, half: bool = True, extra: dict | None = 
     tensors = {}
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
-        fits = tensor.is_floating_point() and (tensor.numel() == 0 or tensor.abs().max() <= fp16_max)
-        tensors[name] = tensor.half() if half and fits else tensor
+        to_half = half and tensor.is_floating_point() and (tensor.numel() == 0 or tensor.abs().max() <= fp16_max)
+        tensors[name] = tensor.half() if to_half else tensor
     meta = {"config": json.dumps(model.config.to_dict()), "format": "mss-model-1"}
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     return write_safetensors(tensors, path, meta)
