@@ -440,6 +440,7 @@ def evaluate_command(
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: default)."),
     method: Optional[list[str]] = typer.Option(None, "--method", help="With --data: run only this method, e.g. \"few-shot, 5 positives\" (repeatable; default: all)."),
     against: Optional[Path] = typer.Option(None, "--against", help="With --data: pair each method with an earlier run's (its evaluation.jsonl or folder; same data and --seed)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of an earlier run in --out."),
 ) -> None:
     """Measure separation quality (SDR, SI-SDR, SDRi): on the validation data, or on your folder."""
     import torch
@@ -450,7 +451,8 @@ def evaluate_command(
         raise UsageError("give exactly one of --data or --folder")
     if folder is not None and (method or against):
         raise UsageError("--method and --against go with --data")
-    earlier = (str(against), ev.load_cases(against)) if against else None  # a bad file fails before the slow part
+    ev.check_outputs(out, overwrite)  # these two fail before the slow part
+    earlier = (str(against), ev.load_cases(against)) if against else None
     if threads:
         torch.set_num_threads(threads)
     model = load_model_for(weights, "cpu")

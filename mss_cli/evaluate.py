@@ -24,6 +24,7 @@ import torch
 from mss_cli.conditioning import class_vector, trained_classes
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.errors import UsageError
+from mss_cli.files import write_atomically
 from mss_cli.metrics import si_sdr
 from mss_cli.model import ModelConfig, Spectrogram
 from mss_cli.separate import make_separator
@@ -266,21 +267,33 @@ def chart(cases: list[Case], path: str | Path) -> None:
     ax.axhline(0, color="black", linewidth=0.5)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")  # the path may be a temporary name
     plt.close(fig)
+
+
+OUTPUTS = ("evaluation.md", "evaluation.jsonl", "evaluation.png")
+
+
+def check_outputs(out_dir: str | Path, overwrite: bool) -> None:
+    """Refuse, before an evaluation's slow part, to replace an earlier run's results unasked."""
+    existing = [Path(out_dir) / name for name in OUTPUTS if (Path(out_dir) / name).exists()]
+    if existing and not overwrite:
+        raise UsageError(f"{existing[0]} exists (use --overwrite to replace it)")
 
 
 def save(cases: list[Case], out_dir: str | Path, command: str, earlier: tuple[str, list[Case]] | None = None) -> str:
     """Write the table (with the comparison against an ``earlier`` run's cases, if given), every
-    case and the chart; returns the Markdown."""
+    case and the chart, each under a temporary name first; returns the Markdown."""
     md = table(cases)
     if earlier is not None:  # before anything is written: the comparison can refuse the earlier run
         md += f"\n## Against {earlier[0]}\n\n" + against(cases, earlier[1], earlier[0])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.md").write_text(f"# Evaluation\n\nProduced by `{command}`.\n\n{md}")
-    (out / "evaluation.jsonl").write_text("".join(json.dumps(c.__dict__) + "\n" for c in cases))
-    chart(cases, out / "evaluation.png")
+    text = {"evaluation.md": f"# Evaluation\n\nProduced by `{command}`.\n\n{md}",
+            "evaluation.jsonl": "".join(json.dumps(c.__dict__) + "\n" for c in cases)}
+    for name, content in text.items():
+        write_atomically(out / name, lambda tmp, content=content: tmp.write_text(content))
+    write_atomically(out / "evaluation.png", lambda tmp: chart(cases, tmp))
     return md
 
 

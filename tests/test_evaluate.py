@@ -66,6 +66,20 @@ def test_eval_on_a_users_folder(tmp_path, tiny_weights, capsys):
         assert exc.code == 0
     out = capsys.readouterr().out
     assert "few-shot, 1 positives" in out and (tmp_path / "docs" / "evaluation.md").is_file()
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["evaluation.jsonl", "evaluation.md", "evaluation.png"]
+    (tmp_path / "docs" / "evaluation.md").write_text("an earlier run's table")
+    again = ["eval", "--folder", str(tmp_path / "cases"), "--weights", str(tiny_weights), "-o", str(tmp_path / "docs")]
+    try:
+        main(again)
+    except SystemExit as exc:
+        assert exc.code == 2
+    assert "evaluation.md exists (use --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "docs" / "evaluation.md").read_text() == "an earlier run's table"
+    try:
+        main(again + ["--overwrite"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert "few-shot, 1 positives" in (tmp_path / "docs" / "evaluation.md").read_text()
     shutil.rmtree(case / "like")
     (case / "like").mkdir()
     try:
