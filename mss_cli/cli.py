@@ -403,6 +403,7 @@ def train(
     distill_weight: float = typer.Option(1.0, "--distill-weight", min=0.0, help="Weight of the distillation term against the -SDR loss."),
     contrast_weight: float = typer.Option(0.0, "--contrast-weight", min=0.0, help="Weight of the example-contrast term (few-shot): targets nearer their class's example clips than others'."),
     export_to: Optional[Path] = typer.Option(None, "--export", help="After training, write shippable fp16 weights here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --export file."),
     val_every: int = typer.Option(200, "--val-every", min=1),
     val_episodes: int = typer.Option(48, "--val-episodes", min=1),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
@@ -420,8 +421,13 @@ def train(
     cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr, lr_final=lr_final,
                       seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
                       checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen, film=film)
-    if channels:
-        cfg.channels = [int(c) for c in channels.split(",")]
+    if export_to and export_to.exists() and not overwrite:  # before hours of training, not after
+        raise UsageError(f"{export_to} exists (use --overwrite to replace it)")
+    if channels is not None:
+        try:
+            cfg.channels = [int(c) for c in channels.split(",")]
+        except ValueError:
+            raise UsageError(f"--channels {channels!r}: comma-separated whole numbers, e.g. 8,16,32,64,128,256") from None
     checkpoint = run_training(cfg)
     if export_to:
         export(checkpoint, export_to)

@@ -175,6 +175,9 @@ class Separator(nn.Module):
         self.input_scale = nn.Parameter(torch.ones(config.bins))
         if config.film not in ("encoder", "bottleneck"):
             raise ValueError(f"unknown FiLM placement {config.film!r} (encoder or bottleneck)")
+        if not config.channels or min(config.channels) < 1 or config.bins % 2 ** len(config.channels):
+            raise ValueError(f"U-Net widths {config.channels}: 1 to {config.bins.bit_length() - 1} positive widths "
+                             f"(each block halves the {config.bins} frequency bins)")
         self.unet = UNet(config.channels, config.time_kernel)
         film_channels = config.channels if config.film == "encoder" else config.channels[-1:]
         self.film_sizes = list(film_channels)

@@ -165,14 +165,28 @@ def save_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer, st
     write_safetensors(tensors, path, meta)
 
 
+def architecture(config: ModelConfig) -> tuple:
+    """What must match for one model's weights to load into another."""
+    return config.kind, list(config.channels), config.film
+
+
+def describe(config: ModelConfig) -> str:
+    """The architecture in the words of mss train's flags, for error messages."""
+    return f"a {config.kind} model with U-Net widths {','.join(map(str, config.channels))} (FiLM: {config.film})"
+
+
 def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | None) -> tuple[int, float, int]:
     """Restore model (and optimiser) state; returns the step, the hours and the schedule's start step."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    tensors = load_file(str(path))
     with safe_open(str(path), "pt") as fh:
         meta = fh.metadata()
+    theirs = ModelConfig.from_dict(json.loads(meta["model_config"]))
+    if architecture(theirs) != architecture(model.config):
+        raise UsageError(f"{path} holds {describe(theirs)}; these flags ask for {describe(model.config)}: "
+                         "resume with the run's own --kind, --channels and --film, or use another --run-dir")
+    tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if opt is not None:
         state = opt.state_dict()
@@ -243,10 +257,9 @@ def start_from(model: Separator, source: Separator) -> None:
     baseline trained on an earlier taxonomy version can go on with the classes added since (their
     rows start from scratch)."""
     mine, theirs = model.config, source.config
-    if (theirs.kind, theirs.channels, theirs.film) != (mine.kind, mine.channels, mine.film):
-        raise UsageError(f"--init: the weights are a {theirs.kind} model with U-Net widths "
-                         f"{','.join(map(str, theirs.channels))} (FiLM: {theirs.film}); this run trains a {mine.kind} "
-                         f"model with widths {','.join(map(str, mine.channels))} (FiLM: {mine.film}): see --kind, --channels")
+    if architecture(theirs) != architecture(mine):
+        raise UsageError(f"--init: the weights are {describe(theirs)}; this run trains {describe(mine)}: "
+                         "see --kind, --channels, --film")
     state = source.state_dict()
     if mine.kind == "classcond":
         table = model.class_table.weight.detach().clone()
@@ -365,7 +378,7 @@ def train(cfg: TrainConfig) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     try:
         model = Separator(model_config(cfg))
-    except ValueError as exc:  # an unknown --kind or --film
+    except ValueError as exc:  # an unknown --kind or --film, or impossible --channels
         raise UsageError(str(exc)) from None
     ckpt = run / "last.safetensors"
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

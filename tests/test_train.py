@@ -96,14 +96,19 @@ def test_classcond_baseline_trains(tmp_path, tiny_dataset):
 
 def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
     """--film bottleneck trains the paper's arrangement (one FiLM, on the bottleneck) for an A/B
-    against FiLM on every encoder block; an unknown placement is a one-line usage error."""
+    against FiLM on every encoder block. An unknown placement, impossible --channels, flags that
+    contradict the run being resumed, or an existing --export file (without --overwrite) are
+    one-line usage errors, given before any training."""
     from mss_cli.cli import main
+    from mss_cli.weights import read_metadata
 
-    def mss_train(film: str) -> int:
+    tiny = ",".join(map(str, TINY_CHANNELS))
+
+    def mss_train(film: str, channels: str = tiny, run: str = "", *extra: str) -> int:
         try:
-            main(["train", "--data", str(tiny_dataset), "--run-dir", str(tmp_path / film), "--steps", "1",
-                  "--batch", "2", "--channels", ",".join(map(str, TINY_CHANNELS)), "--val-episodes", "1",
-                  "--film", film, "--export", str(tmp_path / f"{film}.safetensors")])
+            main(["train", "--data", str(tiny_dataset), "--run-dir", str(tmp_path / (run or film)), "--steps", "1",
+                  "--batch", "2", "--channels", channels, "--val-episodes", "1", "--film", film,
+                  "--export", str(tmp_path / (f"{film}-{run}.safetensors" if run else f"{film}.safetensors")), *extra])
         except SystemExit as exc:
             return exc.code
         return 0
@@ -116,10 +121,19 @@ def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
         sizes[film] = model.film.out_features
     assert sizes == {"bottleneck": 2 * TINY_CHANNELS[-1], "encoder": 2 * sum(TINY_CHANNELS)}
     capsys.readouterr()
-    assert mss_train("middle") == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "mss: error:" in err and "FiLM placement 'middle'" in err and "Traceback" not in err
-    assert not (tmp_path / "middle.safetensors").exists()
+    for args, message in [(("middle",), "FiLM placement 'middle'"),
+                          (("encoder", "4,abc", "bad"), "--channels '4,abc': comma-separated whole numbers"),
+                          (("encoder", "0,4", "bad"), "U-Net widths [0, 4]"),
+                          (("bottleneck", tiny, "encoder"), "holds a fewshot model with U-Net widths "
+                           f"{tiny} (FiLM: encoder); these flags ask for a fewshot model with U-Net widths {tiny} (FiLM: bottleneck)"),
+                          (("encoder", tiny, "", "--steps", "2"), "encoder.safetensors exists (use --overwrite")]:
+        assert mss_train(*args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "mss: error:" in err and message in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["bottleneck.safetensors", "encoder.safetensors"]
+    assert read_metadata(tmp_path / "encoder.safetensors")["steps"] == "1"
+    assert mss_train("encoder", tiny, "", "--steps", "2", "--overwrite") == 0
+    assert read_metadata(tmp_path / "encoder.safetensors")["steps"] == "2"
 
 
 def test_distributed_training_with_two_cpu_processes(tmp_path, tiny_dataset):
