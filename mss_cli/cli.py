@@ -397,6 +397,7 @@ def train(
     batch: int = typer.Option(8, "--batch", min=1),
     lr: float = typer.Option(1e-3, "--lr"),
     lr_final: float = typer.Option(0.0, "--lr-final", min=0.0, help="Decay the learning rate (cosine) from --lr to this at --steps (0: constant)."),
+    schedule_start: Optional[int] = typer.Option(None, "--schedule-start", help="Begin the --lr-final decay at this step (default: where the run or --init began), e.g. to decay a resumed run that trained at a constant rate; Adam's state is kept."),
     seed: int = typer.Option(0, "--seed"),
     init: str = typer.Option("", "--init", help="Start from a weights file."),
     teacher: str = typer.Option("", "--teacher", help="Distil a few-shot model from this class-conditioned one (its U-Net is the start)."),
@@ -419,7 +420,7 @@ def train(
     from mss_cli.train import train as run_training
 
     cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr, lr_final=lr_final,
-                      seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
+                      schedule_start=schedule_start, seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
                       checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen, film=film)
     if export_to and export_to.exists() and not overwrite:  # before hours of training, not after
         raise UsageError(f"{export_to} exists (use --overwrite to replace it)")

@@ -42,6 +42,7 @@ class TrainConfig:
     batch: int = 8
     lr: float = 1e-3
     lr_final: float = 0.0  # > 0: cosine decay from lr (where this schedule began) to lr_final at `steps`
+    schedule_start: int | None = None  # the step the schedule begins at (None: where this run or --init began)
     segment_frames: int = 256
     example_seconds: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
     val_episodes: int = 48
@@ -408,6 +409,10 @@ def train(cfg: TrainConfig) -> Path:
         schedule_start = step
         if teacher is not None:
             adopt_teacher(model, teacher)
+    if cfg.schedule_start is not None:
+        if not 0 <= cfg.schedule_start < cfg.steps:
+            raise UsageError(f"--schedule-start {cfg.schedule_start}: a step before --steps {cfg.steps}")
+        schedule_start = cfg.schedule_start
     model.to(device)
     for s in opt.state.values():
         for k, v in s.items():

@@ -262,6 +262,22 @@ def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
     assert math.isclose(logged[2], 1e-4 + 4.5e-4, rel_tol=0.01)
     assert math.isclose(logged[4], 1e-4 + 4.5e-4 * (1 + math.cos(0.75 * math.pi)), rel_tol=0.01)
 
+    # --schedule-start: a run trained at a constant rate, resumed with a decay that begins at the step
+    # it had reached (Adam's state kept), then resumed again with a later end: the same start holds
+    from mss_cli.errors import UsageError
+
+    flat = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "f"), channels=TINY_CHANNELS, steps=2, batch=2,
+                       val_episodes=1, val_every=10, threads=2, lr=1e-3)
+    train(flat)
+    flat.lr_final, flat.schedule_start = 1e-4, 2
+    for flat.steps in (4, 6):
+        train(flat)
+    logged = {int(r["step"]): float(r["lr"]) for r in csv.DictReader((tmp_path / "f" / "log.csv").open())}
+    assert logged[2] == 1e-3 and math.isclose(logged[6], 1e-4 + 4.5e-4 * (1 + math.cos(0.75 * math.pi)), rel_tol=0.01)
+    flat.schedule_start = 6
+    with pytest.raises(UsageError, match="--schedule-start 6: a step before --steps 6"):
+        train(flat)
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_validation_runs_on_the_gpu_the_model_trains_on(tiny_dataset):
