@@ -409,6 +409,7 @@ def train(
     val_episodes: int = typer.Option(48, "--val-episodes", min=1),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
     channels: Optional[str] = typer.Option(None, "--channels", help="U-Net widths, e.g. 8,16,32,64,128,256."),
+    dropout: float = typer.Option(0.3, "--dropout", min=0.0, max=0.9, help="Dropout in the first three decoder blocks while training."),
     film: str = typer.Option("encoder", "--film", help="FiLM placement: encoder (every encoder block) or bottleneck (the paper's)."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA and on CPUs with native bf16), fp32 or bf16."),
     hide_unseen: bool = typer.Option(False, "--hide-unseen", help="Leave the unseen classes out of training mixtures too (by default they are interferers, never targets)."),
@@ -421,7 +422,7 @@ def train(
 
     cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr, lr_final=lr_final,
                       schedule_start=schedule_start, seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
-                      checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen, film=film)
+                      checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen, film=film, dropout=dropout)
     if export_to and export_to.exists() and not overwrite:  # before hours of training, not after
         raise UsageError(f"{export_to} exists (use --overwrite to replace it)")
     if channels is not None:

@@ -32,6 +32,7 @@ class ModelConfig:
     cond_dim: int = 128
     time_kernel: int = 3  # U-Net kernels are 5 (frequency) x time_kernel: a short time context keeps chunks seamless
     film: str = "encoder"  # "encoder": FiLM on every encoder block (C-U-Net); "bottleneck": the last one only
+    dropout: float = 0.3  # in the first three decoder blocks, in training (Spleeter's and C-U-Net's value)
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
 
@@ -121,7 +122,7 @@ class ExampleEncoder(nn.Module):
 class UNet(nn.Module):
     """C-U-Net: stride-2 convolutions (5 x time_kernel), leaky ReLU encoder with FiLM, ReLU decoder with skips."""
 
-    def __init__(self, channels: list[int], time_kernel: int) -> None:
+    def __init__(self, channels: list[int], time_kernel: int, dropout: float = 0.3) -> None:
         super().__init__()
         kernel, pad = (5, time_kernel), (2, time_kernel // 2)
         self.encoder = nn.ModuleList()
@@ -133,7 +134,7 @@ class UNet(nn.Module):
             cin = c
         self.decoder = nn.ModuleList()
         self.dec_norm = nn.ModuleList()
-        self.dropout = nn.Dropout(0.3)
+        self.dropout = nn.Dropout(dropout)
         rev = channels[::-1]
         outs = rev[1:] + [1]
         for i, (c, o) in enumerate(zip(rev, outs)):
@@ -178,7 +179,7 @@ class Separator(nn.Module):
         if not config.channels or min(config.channels) < 1 or config.bins % 2 ** len(config.channels):
             raise ValueError(f"U-Net widths {config.channels}: 1 to {config.bins.bit_length() - 1} positive widths "
                              f"(each block halves the {config.bins} frequency bins)")
-        self.unet = UNet(config.channels, config.time_kernel)
+        self.unet = UNet(config.channels, config.time_kernel, config.dropout)
         film_channels = config.channels if config.film == "encoder" else config.channels[-1:]
         self.film_sizes = list(film_channels)
         self.film = nn.Linear(config.cond_dim, 2 * sum(film_channels))

@@ -37,6 +37,7 @@ class TrainConfig:
     kind: str = "fewshot"
     channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
     film: str = "encoder"
+    dropout: float = 0.3
     steps: int = 100_000
     minutes: float = 0.0  # wall-clock budget for this invocation (0: none)
     batch: int = 8
@@ -203,7 +204,7 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
     """The classes are those of the dataset's taxonomy version: a baseline trained on version-1 data
     must not offer `--class` for classes added later, which it never heard."""
     taxonomy = load_taxonomy(dataset_taxonomy_version(cfg.data))
-    return ModelConfig(kind=cfg.kind, channels=cfg.channels, film=cfg.film, num_classes=len(taxonomy.classes),
+    return ModelConfig(kind=cfg.kind, channels=cfg.channels, film=cfg.film, dropout=cfg.dropout, num_classes=len(taxonomy.classes),
                        class_names=[c.name for c in taxonomy.classes])
 
 
