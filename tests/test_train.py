@@ -96,7 +96,7 @@ def test_classcond_baseline_trains(tmp_path, tiny_dataset):
 
 def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
     """--film bottleneck trains the paper's arrangement (one FiLM, on the bottleneck) for an A/B
-    against FiLM on every encoder block. An unknown placement, impossible --channels, flags that
+    against FiLM on every encoder block (and --dropout sets the decoder's dropout). An unknown placement, impossible --channels, flags that
     contradict the run being resumed, or an existing --export file (without --overwrite) are
     one-line usage errors, given before any training."""
     from mss_cli.cli import main
@@ -114,10 +114,10 @@ def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
         return 0
 
     sizes = {}
-    for film in ("bottleneck", "encoder"):
-        assert mss_train(film) == 0
+    for film, dropout in (("bottleneck", 0.1), ("encoder", 0.3)):  # --dropout rides along: config only
+        assert mss_train(film, tiny, "", "--dropout", str(dropout)) == 0
         model = load_model(tmp_path / f"{film}.safetensors")
-        assert model.config.film == film
+        assert model.config.film == film and model.config.dropout == dropout and model.unet.dropout.p == dropout
         sizes[film] = model.film.out_features
     assert sizes == {"bottleneck": 2 * TINY_CHANNELS[-1], "encoder": 2 * sum(TINY_CHANNELS)}
     capsys.readouterr()
