@@ -103,6 +103,17 @@ def test_baseline_is_compared_on_the_episodes_it_covers():
     assert ev.paired_note(few, "g", ev.BASELINE, ev.FEWSHOT_5) == ""
 
 
+def test_table_by_target_class():
+    """The medians per group and class, each method a column; a class a method did not cover is n/a."""
+    few = [ev.Case("seen", i, ev.FEWSHOT_5, cls, 0.0, 0.0, sdri)
+           for i, (cls, sdri) in enumerate([("cello", -2.0), ("bass", 11.0), ("bass", 13.0), ("cello", 0.0)])]
+    base = [ev.Case("seen", 1, ev.BASELINE, "bass", 0.0, 0.0, 9.0)]
+    floor = [ev.Case("seen", c.episode, "mixture (floor)", c.target_class, 0.0, 0.0, 0.0) for c in few]  # not a column
+    md = ev.by_class(few + base + floor)
+    assert md.splitlines()[0] == f"| group | class | episodes | {ev.FEWSHOT_5} | {ev.BASELINE} |"
+    assert md.splitlines()[2:] == ["| seen | bass | 2 | +12.00 | +9.00 |", "| seen | cello | 2 | -1.00 | n/a |"]
+
+
 def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_dataset, tiny_weights, capsys):
     """--method runs only the named methods; --against pairs them with an earlier run's on the same
     episodes (two weights files compared), and refuses a run whose episodes differ."""
@@ -123,6 +134,7 @@ def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_data
     assert {c.method for c in first} == {ev.FEWSHOT_5, ev.FEWSHOT_5_NEG}
     assert mss_eval(other, "b", "--against", str(tmp_path / "a")) == 0
     md = (tmp_path / "b" / "evaluation.md").read_text()
+    assert "## By target class" in md and f"| group | class | episodes | {ev.FEWSHOT_5} | {ev.FEWSHOT_5_NEG} |" in md
     label = str(tmp_path / "a")
     second = ev.load_cases(tmp_path / "b" / "evaluation.jsonl")
     for group in {c.group for c in second}:
