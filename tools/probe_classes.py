@@ -1,0 +1,71 @@
+"""Where the few-shot model trails the class-conditioned baseline, class by class.
+
+The table's groups mix classes in proportion to their stems, and a handful of episodes per class
+(`mss eval`'s table by target class) only points at suspects. For each named seen class this draws
+COUNT episodes of that class alone (validation works, `mss eval`'s 6-s segments and 3-s clips, 5
+positives), and reports the two models' median SDRi and their paired difference. Then, for every
+class, it embeds 20 single example clips and says which class centroid each clip lies nearest to
+(cosine): how well one clip already tells the encoder which instrument is meant.
+
+Usage:
+
+    python tools/probe_classes.py DATA CLASS[,CLASS...] [COUNT]
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+import numpy as np
+import torch
+
+from mss_cli.data.episodes import EpisodeSampler
+from mss_cli.evaluate import EXAMPLE_SECONDS, SEGMENT_SECONDS, bss_sdr, classcond, fewshot
+from mss_cli.weights import BASELINE_WEIGHTS, load_model, shipped_weights
+
+
+def paired_by_class(data: str, classes: list[str], count: int, few, base) -> None:
+    sampler = EpisodeSampler(data, "val", int(SEGMENT_SECONDS * 44100), int(EXAMPLE_SECONDS * 44100),
+                             max_positives=5, targets="seen", seed=3)
+    every = list(sampler.targets)
+    for cls in classes:
+        sampler.targets = [t for t in every if t[1]["class"] == cls]
+        if not sampler.targets:
+            print(f"{cls}: no validation stems of this seen class")
+            continue
+        pairs = []
+        for _ in range(count):
+            e = sampler.sample(positives=5, negatives=0)
+            floor = bss_sdr(e.target, e.mixture)
+            pairs.append((bss_sdr(e.target, fewshot(few, e, 5, 0)) - floor, bss_sdr(e.target, classcond(base, e)) - floor))
+        a, b = np.array(pairs).T
+        print(f"{cls} ({len(sampler.targets)} stems, {count} episodes): few-shot {np.median(a):+.2f} dB, baseline "
+              f"{np.median(b):+.2f} dB; paired {np.median(a - b):+.2f} dB, few-shot better in {(a > b).sum()}/{count}")
+
+
+def nearest_centroids(data: str, classes: list[str], model) -> None:
+    sampler = EpisodeSampler(data, "val", int(SEGMENT_SECONDS * 44100), int(EXAMPLE_SECONDS * 44100), targets="all", seed=5)
+    embedded = {}
+    for cls, rows in sampler.by_class.items():
+        clips, _ = sampler._examples(rows, 20)
+        if clips:
+            with torch.inference_mode():
+                embedded[cls] = torch.nn.functional.normalize(model.embed_windows(torch.from_numpy(np.stack(clips))), dim=-1)
+    names = sorted(embedded)
+    centroids = torch.stack([torch.nn.functional.normalize(embedded[c].mean(0), dim=0) for c in names])
+    for cls in classes:
+        nearest = Counter(names[i] for i in (embedded[cls] @ centroids.T).argmax(1).tolist())
+        print(f"{cls}: its {len(embedded[cls])} clips lie nearest to " + ", ".join(f"{c} {k}" for c, k in nearest.most_common()))
+
+
+def main(data: str, classes: str, count: int = 40) -> None:
+    torch.set_num_threads(2)
+    few, base = load_model(), load_model(shipped_weights(BASELINE_WEIGHTS))
+    names = classes.split(",")
+    paired_by_class(data, names, count, few, base)
+    nearest_centroids(data, names, few)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:4]))
