@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from mss_cli.data.episodes import EpisodeSampler
-from mss_cli.evaluate import EXAMPLE_SECONDS, SEGMENT_SECONDS, bss_sdr, classcond, fewshot
+from mss_cli.evaluate import (BASELINE, EXAMPLE_SECONDS, FEWSHOT_5, SEGMENT_SECONDS, Case, bss_sdr, classcond, fewshot,
+                              paired_note, score)
 from mss_cli.weights import BASELINE_WEIGHTS, load_model, shipped_weights
 
 
@@ -29,19 +30,18 @@ def paired_by_class(data: str, classes: list[str], count: int, few, base) -> Non
     sampler = EpisodeSampler(data, "val", int(SEGMENT_SECONDS * 44100), int(EXAMPLE_SECONDS * 44100),
                              max_positives=5, targets="seen", seed=3)
     every = list(sampler.targets)
+    cases: list[Case] = []
     for cls in classes:
         sampler.targets = [t for t in every if t[1]["class"] == cls]
         if not sampler.targets:
             print(f"{cls}: no validation stems of this seen class")
             continue
-        pairs = []
-        for _ in range(count):
+        for index in range(count):
             e = sampler.sample(positives=5, negatives=0)
             floor = bss_sdr(e.target, e.mixture)
-            pairs.append((bss_sdr(e.target, fewshot(few, e, 5, 0)) - floor, bss_sdr(e.target, classcond(base, e)) - floor))
-        a, b = np.array(pairs).T
-        print(f"{cls} ({len(sampler.targets)} stems, {count} episodes): few-shot {np.median(a):+.2f} dB, baseline "
-              f"{np.median(b):+.2f} dB; paired {np.median(a - b):+.2f} dB, few-shot better in {(a > b).sum()}/{count}")
+            cases += [score(cls, index, FEWSHOT_5, e, fewshot(few, e, 5, 0), floor),
+                      score(cls, index, BASELINE, e, classcond(base, e), floor)]
+        print(f"{len(sampler.targets)} stems: " + paired_note(cases, cls, FEWSHOT_5, BASELINE), flush=True)
 
 
 def nearest_centroids(data: str, classes: list[str], model) -> None:
