@@ -6,7 +6,7 @@ Everything the CLI does is available here; names are imported lazily so that ``i
     from mss_cli import load_model, condition, separate_file, Outputs, SeparationOptions
     model = load_model()
     cond = condition(model, ["guitar1.wav", "guitar2.wav"], negatives=["vocals.wav"])
-    separate_file(model, cond.vector, "song.wav",
+    separate_file(model, cond, "song.wav",
                   Outputs({"target": ("guitar", "guitar.wav")}), SeparationOptions())
 """
 

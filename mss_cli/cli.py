@@ -13,7 +13,7 @@ import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -120,6 +120,7 @@ def separate(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Audio files, folders (searched recursively), globs, or - for stdin."),
     like: list[str] = typer.Option([], "--like", "-l", help="Example clips of the instrument to keep (files or globs; takes every name up to the next option)."),
     not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what NOT to keep (optional)."),
+    suppress: bool = typer.Option(True, "--suppress/--no-suppress", help="Separate each --not clip's instrument too and take it out of the target (one more model pass per clip; --no-suppress: the negatives only steer the model)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A saved conditioning (mss embed): a name or a .safetensors path."),
     class_name: Optional[str] = typer.Option(None, "--class", help="No clips: an instrument class (bass, piano, ...) with the class-conditioned baseline model."),
     out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - to write the target as WAV to stdout."),
@@ -181,9 +182,12 @@ def separate(
         torch.set_num_threads(max(1, torch.get_num_threads() // jobs))
     started = time.time()
     cond = conditioning_for(model, positives, negatives, profile, class_name)
+    if not suppress:
+        cond = replace(cond, suppress=None)
     if not quiet and not as_json:
         what = f"class {class_name}" if class_name else f"{len(cond.positives)} example(s)" + (
-            f", {len(cond.negatives)} negative(s)" if cond.negatives else "")
+            f", {len(cond.negatives)} negative(s)" if cond.negatives else "") + (
+            " (suppressed)" if cond.suppress is not None else "")
         say(f"mss: {what} embedded in {time.time() - started:.1f} s on {model.device}")
 
     from mss_cli.separate import Outputs, SeparationOptions
@@ -206,7 +210,7 @@ def separate(
             claimed[p.resolve()] = f
         plans.append((f, Outputs(paths), None))
 
-    failures = run_all(model, cond.vector, plans, options, jobs, quiet, as_json)
+    failures = run_all(model, cond, plans, options, jobs, quiet, as_json)
     if not quiet and not as_json:
         done = len(plans) - len(failures)
         say(f"mss: {done} of {len(plans)} file(s) separated in {time.time() - started:.1f} s")
@@ -218,7 +222,7 @@ def separate(
         raise typer.Exit(1)
 
 
-def run_all(model, vector, plans, options, jobs: int, quiet: bool, as_json: bool) -> list[str]:
+def run_all(model, cond, plans, options, jobs: int, quiet: bool, as_json: bool) -> list[str]:
     """Separate every planned file (in parallel threads with --jobs), reporting as files finish."""
     from mss_cli.audio import spooled_stdin
     from mss_cli.inputs import STDIN
@@ -238,10 +242,10 @@ def run_all(model, vector, plans, options, jobs: int, quiet: bool, as_json: bool
         try:
             if source == STDIN:
                 with spooled_stdin() as tmp:
-                    written = separate_file(model, vector, tmp, outputs, options, label="-",
+                    written = separate_file(model, cond, tmp, outputs, options, label="-",
                                             on_chunk=task.advance, on_start=task.start)
             else:
-                written = separate_file(model, vector, source, outputs, options, on_chunk=task.advance, on_start=task.start)
+                written = separate_file(model, cond, source, outputs, options, on_chunk=task.advance, on_start=task.start)
         except MssError as exc:
             error(str(exc))
             failures.append(str(exc))

@@ -31,6 +31,9 @@ class Conditioning:
     model_id: str
     positives: list[str]
     negatives: list[str]
+    # (negatives, cond_dim): each negative clip's instrument, whose mask the separator takes out of
+    # the target's (``Separator.suppression``); None: the negatives only steer the vector.
+    suppress: "torch.Tensor | None" = None  # noqa: F821
 
 
 def clip_windows(path: str | Path, sample_rate: int) -> list[np.ndarray]:
@@ -98,7 +101,8 @@ def condition(model, positives: list[str], negatives: list[str] = ()) -> Conditi
     neg = embed_clips(model, list(negatives)) if negatives else None
     with torch.inference_mode():
         vector = model.conditioning(pos[None], None if neg is None else neg[None])[0]
-    return Conditioning(vector.cpu(), model.model_id, [str(p) for p in positives], [str(n) for n in negatives])
+        suppress = None if neg is None else model.suppression(pos, neg).cpu()
+    return Conditioning(vector.cpu(), model.model_id, [str(p) for p in positives], [str(n) for n in negatives], suppress)
 
 
 def trained_classes(model) -> list[str]:
@@ -133,7 +137,8 @@ def class_condition(model, name: str) -> Conditioning:
 
 
 def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) -> Path:
-    """Safetensors file: the vector plus the model id and example names as metadata."""
+    """Safetensors file: the vector (and the negatives' suppression vectors) plus the model id and
+    example names as metadata."""
     from mss_cli.weights import write_safetensors
 
     path = Path(path)
@@ -143,7 +148,10 @@ def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) 
     meta = {"format": PROFILE_FORMAT, "model_id": cond.model_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "positives": json.dumps([Path(p).name for p in cond.positives]),
             "negatives": json.dumps([Path(p).name for p in cond.negatives])}
-    return write_safetensors({"conditioning": cond.vector.float().contiguous()}, path, meta)
+    tensors = {"conditioning": cond.vector.float().contiguous()}
+    if cond.suppress is not None:
+        tensors["suppress"] = cond.suppress.float().contiguous()
+    return write_safetensors(tensors, path, meta)
 
 
 def profile_metadata(path: str | Path) -> dict[str, str]:
@@ -170,9 +178,16 @@ def load_profile(path: str | Path, model) -> Conditioning:
     if meta["model_id"] != model.model_id:
         raise UsageError(f"{path}: profile was made for model {meta['model_id']}, not {model.model_id} (re-run mss embed)")
     try:
-        vector = load_file(str(path))["conditioning"]
+        tensors = load_file(str(path))
+        vector = tensors["conditioning"]
     except (SafetensorError, KeyError, OSError) as exc:
         raise UsageError(f"{path}: corrupt profile ({exc})") from None
     if vector.shape != (model.config.cond_dim,):
         raise UsageError(f"{path}: profile vector has shape {tuple(vector.shape)}, model needs ({model.config.cond_dim},)")
-    return Conditioning(vector, meta["model_id"], json.loads(meta["positives"]), json.loads(meta["negatives"]))
+    negatives = json.loads(meta["negatives"])
+    # Profiles saved before suppression existed hold no such vectors: their negatives steer only.
+    suppress = tensors.get("suppress")
+    if suppress is not None and suppress.shape != (len(negatives), model.config.cond_dim):
+        raise UsageError(f"{path}: profile suppression vectors have shape {tuple(suppress.shape)}, "
+                         f"expected ({len(negatives)}, {model.config.cond_dim})")
+    return Conditioning(vector, meta["model_id"], json.loads(meta["positives"]), negatives, suppress)

@@ -1,7 +1,9 @@
 """Evaluation: the paper's comparison on our validation data, and SDR on a user's own folder.
 
 Methods on the same fixed episodes (mixture segment, target, example clips from other works):
-few-shot with 1/3/5/10 positives, 5 positives + 5 negatives, the class-conditioned baseline, a
+few-shot with 1/3/5/10 positives, 5 positives + 5 negatives (steering the model only, as in the
+paper, and also suppressed: their own masks taken out, as ``mss separate`` does), the
+class-conditioned baseline, a
 classical few-shot baseline (NMF bases learned from the example clips, semi-supervised on the
 mixture), the mixture itself (floor) and the oracle ideal ratio mask (ceiling of a mask model).
 Groups: seen classes, unseen classes (never training targets), unseen timbres (works rendered with
@@ -35,6 +37,7 @@ EXAMPLE_SECONDS = 3.0
 BASELINE = "class-conditioned baseline"
 FEWSHOT_5 = "few-shot, 5 positives"
 FEWSHOT_5_NEG = "few-shot, 5 positives + 5 negatives"
+FEWSHOT_5_SUPPRESSED = "few-shot, 5 positives + 5 suppressed negatives"
 
 
 def bss_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -46,16 +49,18 @@ def bss_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(fast_bss_eval.sdr(ref, est, load_diag=1e-6)[0])
 
 
-def fewshot(model, episode: Episode, positives: int, negatives: int) -> np.ndarray:
+def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed: bool = False) -> np.ndarray:
     """The few-shot model given the episode's first ``positives`` and ``negatives`` clips, on the
-    model's device (training validates on the GPU it trains on)."""
+    model's device (training validates on the GPU it trains on); ``suppressed``: the negatives'
+    own masks are taken out of the target's too, as ``mss separate`` does by default."""
     device = model.device
     with torch.inference_mode():
         pos = model.embed_windows(torch.from_numpy(episode.positives[:positives]).to(device))[None]
         neg_clips = episode.negatives[:negatives]
         neg = model.embed_windows(torch.from_numpy(neg_clips).to(device))[None] if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
-    return separate_episode(model, cond, episode)
+        suppress = model.suppression(pos[0], neg[0]) if suppressed and neg is not None else None
+    return separate_episode(model, cond, episode, suppress)
 
 
 def classcond(model, episode: Episode) -> np.ndarray | None:
@@ -65,9 +70,9 @@ def classcond(model, episode: Episode) -> np.ndarray | None:
     return separate_episode(model, class_vector(model, episode.target_class), episode)
 
 
-def separate_episode(model, cond: torch.Tensor, episode: Episode) -> np.ndarray:
+def separate_episode(model, cond: torch.Tensor, episode: Episode, suppress: torch.Tensor | None = None) -> np.ndarray:
     """The episode's mixture through the separator exactly as ``mss separate`` runs it."""
-    return make_separator(model, cond)(torch.from_numpy(episode.mixture)[None])[0].numpy()
+    return make_separator(model, cond, suppress=suppress)(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 
 # The oracle and NMF baselines use the separator's transform (ModelConfig's n_fft and hop), with no model.
@@ -155,6 +160,7 @@ def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: i
         FEWSHOT_5: lambda e: fewshot(model, e, 5, 0),
         "few-shot, 10 positives": lambda e: fewshot(model, e, 10, 0),
         FEWSHOT_5_NEG: lambda e: fewshot(model, e, 5, 5),
+        FEWSHOT_5_SUPPRESSED: lambda e: fewshot(model, e, 5, 5, suppressed=True),
     }
     if baseline is not None:
         every[BASELINE] = lambda e: classcond(baseline, e)
@@ -195,7 +201,8 @@ def table(cases: list[Case]) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     counts = ", ".join(f"{g}: {sum(c.group == g and c.method == methods[0] for c in cases)} cases" for g in groups)
     notes = [f"Medians over fixed episodes ({counts}); {SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips."]
-    notes += [paired_note(cases, g, m, FEWSHOT_5) for g in groups for m in (BASELINE, FEWSHOT_5_NEG)]
+    notes += [paired_note(cases, g, m, FEWSHOT_5) for g in groups for m in (BASELINE, FEWSHOT_5_NEG, FEWSHOT_5_SUPPRESSED)]
+    notes += [paired_note(cases, g, FEWSHOT_5_SUPPRESSED, FEWSHOT_5_NEG) for g in groups]
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" if i else n for i, n in enumerate(x for x in notes if x)) + "\n"
 
 
@@ -351,7 +358,7 @@ def evaluate_folder(model, folder: str | Path, progress=print) -> list[Case]:
         cond = condition(model, likes, nots)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "target.wav"
-            separate_file(model, cond.vector, mixture, Outputs({"target": ("target", out)}), SeparationOptions(bit_depth="32f"))
+            separate_file(model, cond, mixture, Outputs({"target": ("target", out)}), SeparationOptions(bit_depth="32f"))
             est, _ = sf.read(out, always_2d=True)
         channels = range(ref.shape[1])
         value = float(np.mean([bss_sdr(ref[:, c], est[:, c]) for c in channels]))

@@ -227,6 +227,16 @@ class Separator(nn.Module):
             z_neg = torch.where(has, masked_mean(negative, valid), z_neg)
         return self.combine(torch.cat([z_pos, z_neg], dim=1))
 
+    def suppression(self, positive: Tensor, negative: Tensor) -> Tensor:
+        """Per-clip embeddings, positives (P, E) and negatives (M, E) -> (M, cond_dim): one vector per
+        negative clip asking for that clip's instrument, with the positives as its negatives.
+
+        The model's own negative input only nudges the target's FiLM, and a mean over clips of
+        several instruments blurs it (+0.1 dB measured). Separating each unwanted instrument in its
+        own right and removing what it claims from the target's mask (``suppress``) uses the
+        negatives far more (the model card, "Suppressing the negatives")."""
+        return self.conditioning(negative[:, None], positive[None].expand(negative.shape[0], -1, -1))
+
     def class_conditioning(self, class_ids: Tensor) -> Tensor:
         return self.class_table(class_ids)
 
@@ -257,12 +267,28 @@ class Separator(nn.Module):
         extra = self.config.n_fft // 2 + 1 - self.config.bins
         return torch.cat([mask, top.expand(-1, extra, -1)], dim=1)
 
+    def apply_mask(self, spec: Tensor, mask: Tensor, length: int) -> Tensor:
+        """Complex STFT (B, F, T) times a real mask (B, F, T) -> time signal (B, length)."""
+        # Masking on the real view: complex x real multiplication would first make the mask complex.
+        return self.spectrogram.istft(torch.view_as_complex(torch.view_as_real(spec) * mask.unsqueeze(-1)), length)
+
     def forward(self, audio: Tensor, cond: Tensor) -> Tensor:
         """Mono signals (B, samples) and their conditioning (B, cond_dim) -> target estimate (B, samples)."""
         spec, feats = self.features(audio)
-        # Masking on the real view: complex x real multiplication would first make the mask complex.
-        masked = torch.view_as_complex(torch.view_as_real(spec) * self.mask(feats, cond).unsqueeze(-1))
-        return self.spectrogram.istft(masked, audio.shape[-1])
+        return self.apply_mask(spec, self.mask(feats, cond), audio.shape[-1])
+
+
+def suppress(mask: Tensor, unwanted: Tensor) -> Tensor:
+    """Take out of the target's ``mask`` what the mask of an unwanted instrument claims: at each
+    time-frequency bin the target keeps ``sqrt(1 - unwanted)`` of its share. ``unwanted`` is the
+    bin-wise maximum over the negatives' masks (several negatives of one instrument do not compound).
+
+    Chosen on validation episodes other than the table's, among products with (1 - unwanted)^p
+    (p 0.25-2), 1 - unwanted/2, 1 - unwanted^2, a probabilistic OR over the negatives, a ratio mask
+    and a minimum: p = 1 gains most SDR (+0.50 dB over 5 positives alone) but colours the target
+    (SI-SDR -0.14 dB); the square root gains +0.44 dB, more often (208 of 300 episodes), with SI-SDR
+    level (+0.06 dB). The model card, "Suppressing the negatives"."""
+    return mask * (1.0 - unwanted).clamp_min(0.0).sqrt()
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mss_cli.audio import AtomicWriter, AudioReader, Resampler, WavStreamWriter, resolve_subtype
+from mss_cli.conditioning import Conditioning
 from mss_cli.engine import OverlapAdd
 from mss_cli.errors import MssError
 
@@ -52,31 +53,47 @@ class Outputs:
     paths: dict[str, tuple[str, Path | str]] = field(default_factory=dict)
 
 
-def make_separator(model, cond_vector, precision: str = "auto") -> Callable:
+def make_separator(model, cond_vector, precision: str = "auto", suppress=None) -> Callable:
     """A function rows (N, samples) -> target rows, running the model on its device with the
-    conditioning folded into its weights (``bind_conditioning``) and in ``precision``."""
+    conditioning folded into its weights (``bind_conditioning``) and in ``precision``.
+
+    ``suppress`` (M, cond_dim), from ``Separator.suppression``: one more pass per row of it, each
+    separating an unwanted instrument, whose mask is then taken out of the target's (``suppress``
+    in the model). The spectrogram is computed once for all of them."""
     import torch
 
     from mss_cli.device import autocast_dtype
     from mss_cli.model import bind_conditioning
+    from mss_cli.model import suppress as take_out
 
     device = model.device
     bound = bind_conditioning(model, cond_vector.reshape(1, -1))
+    unwanted = [bind_conditioning(model, v.reshape(1, -1)) for v in ([] if suppress is None else suppress)]
     dtype = autocast_dtype(str(device), precision)
     unused = torch.zeros(1, model.config.cond_dim, device=device)
 
     def run(rows: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            out = bound(rows.to(device), unused.expand(rows.shape[0], -1))
+            rows = rows.to(device)
+            spec, feats = bound.features(rows)
+            cond = unused.expand(rows.shape[0], -1)
+            mask = bound.mask(feats, cond)
+            if unwanted:
+                most = unwanted[0].mask(feats, cond)
+                for other in unwanted[1:]:
+                    most = torch.maximum(most, other.mask(feats, cond))
+                mask = take_out(mask, most)
+            out = bound.apply_mask(spec, mask, rows.shape[-1])
         return out.float().cpu()
 
     return run
 
 
-def separate_file(model, cond_vector, source: str | Path, outputs: Outputs, options: SeparationOptions,
+def separate_file(model, cond: Conditioning, source: str | Path, outputs: Outputs, options: SeparationOptions,
                   label: str | None = None, on_chunk: Callable[[], None] | None = None,
                   on_start: Callable[[int], None] | None = None) -> list[Written]:
-    """Separate ``source`` into the stems named in ``outputs`` (``target`` and/or ``residual`` roles).
+    """Separate ``source`` into the stems named in ``outputs`` (``target`` and/or ``residual`` roles),
+    as ``cond`` asks (its vector, and its negatives' suppression vectors if it has them).
 
     Writers are opened
     before any work so an existing output or an unwritable folder fails fast, and every writer is
@@ -99,7 +116,7 @@ def separate_file(model, cond_vector, source: str | Path, outputs: Outputs, opti
             rate = model.config.sample_rate
             chunk = int(options.chunk_seconds * rate)
             align = model.config.hop * model.config.frame_multiple
-            engine = OverlapAdd(make_separator(model, cond_vector, options.precision), chunk, options.overlap, options.batch_size, on_chunk, align)
+            engine = OverlapAdd(make_separator(model, cond.vector, options.precision, cond.suppress), chunk, options.overlap, options.batch_size, on_chunk, align)
             model_frames = int(round(info.frames * rate / info.sample_rate))
             if on_start:
                 on_start(engine.chunks_for(model_frames))

@@ -71,6 +71,20 @@ def test_separate_writes_target_and_residual_that_sum_to_the_mix(capsys, workdir
     assert not list(Path("separated").rglob("*.partial*"))
 
 
+def test_negatives_are_suppressed_unless_asked_not_to(capsys, workdir, tiny_weights):
+    """--not clips are separated in their own right and taken out of the target by default;
+    --no-suppress leaves them steering the conditioning vector only (as in the paper)."""
+    args = ("song.wav", "--like", "like_1.wav", "--not", "not_1.wav", "--bit-depth", "32f")
+    code, _, err = run(capsys, "separate", *args, "-o", "a", "--weights", str(tiny_weights))
+    assert code == 0 and "1 negative(s) (suppressed)" in err, err
+    code, _, err = run(capsys, "separate", *args, "--no-suppress", "-o", "b", "--weights", str(tiny_weights))
+    assert code == 0 and "1 negative(s) embedded" in err, err
+    suppressed, steered = sf.read("a/song/target.wav")[0], sf.read("b/song/target.wav")[0]
+    assert np.abs(suppressed - steered).max() > 1e-3
+    # Suppression only removes: bin by bin the target keeps at most what the steered mask keeps.
+    assert np.sum(suppressed**2) < np.sum(steered**2)
+
+
 def test_json_lines_describe_each_written_file(capsys, workdir, tiny_weights):
     code, out, err = run(capsys, "separate", "song.wav", "--like", "like_*.*", "--weights", str(tiny_weights), "--json")
     assert code == 0, err
@@ -190,7 +204,10 @@ def test_profiles_are_saved_listed_and_reused(capsys, workdir, tiny_weights, tmp
     assert mode_of(row["path"]) == new_file_mode()  # not the private 0600 safetensors' writer gives
     assert separate(capsys, tiny_weights, "song.wav", "--profile", "tones", "-o", "a")[0] == 0
     assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "b")[0] == 0
-    assert Path("a/song/target.wav").read_bytes() == Path("b/song/target.wav").read_bytes()
+    assert Path("a/song/target.wav").read_bytes() == Path("b/song/target.wav").read_bytes()  # suppression kept
+    assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "d",
+                    "--no-suppress")[0] == 0
+    assert Path("a/song/target.wav").read_bytes() != Path("d/song/target.wav").read_bytes()
     other = build_tiny_weights(tmp_path_factory.mktemp("w2") / "other.safetensors", seed=1)
     code, _, err = separate(capsys, other, "song.wav", "--profile", "tones", "-o", "c")
     assert code == 2

@@ -59,16 +59,37 @@ def test_hop_aligned_istft_matches_torch_istft(length):
     torch.testing.assert_close(spectrogram.istft(spec, length), x, atol=1e-5, rtol=0)  # perfect reconstruction
 
 
-def test_chunked_output_matches_whole_track(tiny_weights):
+@pytest.mark.parametrize("negatives", [0, 2])
+def test_chunked_output_matches_whole_track(tiny_weights, negatives):
     model = load_model(tiny_weights)
     cond = torch.randn(model.config.cond_dim)
     x = tone(20.0, freq=180) + tone(20.0, freq=610, seed=5)
-    fn = make_separator(model, cond)
+    fn = make_separator(model, cond, suppress=torch.randn(negatives, model.config.cond_dim) if negatives else None)
     align = model.config.hop * model.config.frame_multiple
     whole = run_engine(fn, x, len(x) + 44100, 0.0, align=align)
     for chunk, overlap in ((2.0, 0.25), (5.0, 0.25), (5.0, 0.5)):
         chunked = run_engine(fn, x, int(chunk * 44100), overlap, align=align)
         assert snr_db(whole, chunked) > 30.0
+
+
+def test_suppression_takes_each_negatives_mask_out_of_the_targets(tiny_weights):
+    """What ``make_separator`` computes with suppression vectors, against the formula written out
+    with the plain (unfused, unbound) model: target mask x sqrt(1 - the negatives' bin-wise maximum)."""
+    model = load_model(tiny_weights, fuse=False).eval()
+    cond, unwanted = torch.randn(1, model.config.cond_dim), torch.randn(3, model.config.cond_dim)
+    x = torch.from_numpy(tone(2.0, freq=180, channels=1) + tone(2.0, freq=610, seed=5, channels=1)).reshape(1, -1)
+    with torch.no_grad():
+        spec, feats = model.features(x)
+        target = model.mask(feats, cond)
+        most = torch.stack([model.mask(feats, u[None]) for u in unwanted]).amax(0)
+        expected = model.apply_mask(spec, target * (1 - most).sqrt(), x.shape[-1])
+        plain = model.apply_mask(spec, target, x.shape[-1])
+    got = make_separator(model, cond, "fp32", unwanted)(x)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+    assert snr_db(plain[0].numpy(), got[0].numpy()) < 20.0  # the negatives did take something out
+    # A negative that asks for what the target's vector asks for leaves the target mask x sqrt(1 - mask).
+    same = make_separator(model, cond, "fp32", cond)(x)
+    torch.testing.assert_close(same, model.apply_mask(spec, target * (1 - target).sqrt(), x.shape[-1]), atol=1e-4, rtol=0)
 
 
 def test_resampling_round_trip_keeps_length_and_signal():
@@ -91,7 +112,7 @@ def test_channel_layouts_and_rates_are_kept(tmp_path, tiny_weights, channels, ra
     src = tmp_path / "in.flac"
     sf.write(src, tone(2.5, rate=rate, channels=channels), rate)
     outputs = Outputs({"target": ("t", tmp_path / "t.wav"), "residual": ("r", tmp_path / "r.wav")})
-    separate_file(model, cond.vector, src, outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
+    separate_file(model, cond, src, outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
     t, tr = sf.read(tmp_path / "t.wav", always_2d=True)
     r, _ = sf.read(tmp_path / "r.wav", always_2d=True)
     x, _ = sf.read(src, always_2d=True)
@@ -125,10 +146,11 @@ PEAK_RSS = textwrap.dedent(
     from pathlib import Path
     import torch
     from mss_cli.weights import load_model
+    from mss_cli.conditioning import Conditioning
     from mss_cli.separate import Outputs, SeparationOptions, separate_file
     model = load_model(sys.argv[1])
     out = Path(sys.argv[3])
-    separate_file(model, torch.zeros(model.config.cond_dim), sys.argv[2],
+    separate_file(model, Conditioning(torch.zeros(model.config.cond_dim), model.model_id, [], []), sys.argv[2],
                   Outputs({"target": ("t", out / "t.wav"), "residual": ("r", out / "r.wav")}),
                   SeparationOptions(chunk_seconds=10.0, overwrite=True))
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
