@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from mss_cli.errors import MssError, UsageError
-from mss_cli.files import output_mode
+from mss_cli.files import output_mode, refuse_to_replace
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".w64", ".rf64", ".opus", ".caf"}
 FFMPEG_EXTENSIONS = {".m4a", ".aac", ".mp4", ".webm", ".mka", ".wma", ".ac3", ".alac", ".mov", ".mkv", ".ape", ".wv"}
@@ -193,8 +193,8 @@ class AtomicWriter:
     def __init__(self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str | None,
                  overwrite: bool) -> None:
         self.path = path
-        if path.exists() and not overwrite:
-            raise MssError(f"{path}: output exists (use --overwrite to replace it)")
+        if not overwrite:
+            refuse_to_replace(path, "output")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -22,6 +22,7 @@ import typer
 
 from mss_cli import __version__
 from mss_cli.errors import MssError, UsageError
+from mss_cli.files import refuse_to_replace
 
 app = typer.Typer(
     name="mss", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -289,8 +290,8 @@ def embed(
     from mss_cli.conditioning import save_profile
 
     path = profile_path(out)
-    if path.exists() and not overwrite:
-        raise UsageError(f"{path}: profile exists (use --overwrite to replace it)")
+    if not overwrite:  # before the model loads (save_profile checks again, for Python callers)
+        refuse_to_replace(path, "profile", usage=True)
     positives, negatives = check_examples(like, not_, None)
     model = load_model_for(weights, device)
     cond = conditioning_for(model, positives, negatives, None)
@@ -427,8 +428,8 @@ def train(
     cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr, lr_final=lr_final,
                       schedule_start=schedule_start, seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
                       checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen, film=film, dropout=dropout)
-    if export_to and export_to.exists() and not overwrite:  # before hours of training, not after
-        raise UsageError(f"{export_to} exists (use --overwrite to replace it)")
+    if export_to and not overwrite:  # before hours of training, not after
+        refuse_to_replace(export_to, "weights file", usage=True)
     if channels is not None:
         try:
             cfg.channels = [int(c) for c in channels.split(",")]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mss_cli.errors import MssError, UsageError
+from mss_cli.files import refuse_to_replace
 
 WINDOW_SECONDS = 3.0
 MIN_SECONDS = 1.0
@@ -142,8 +143,8 @@ def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) 
     from mss_cli.weights import write_safetensors
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise MssError(f"{path}: profile exists (use --overwrite to replace it)")
+    if not overwrite:
+        refuse_to_replace(path, "profile")
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": PROFILE_FORMAT, "model_id": cond.model_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "positives": json.dumps([Path(p).name for p in cond.positives]),

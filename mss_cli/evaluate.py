@@ -26,7 +26,7 @@ import torch
 from mss_cli.conditioning import class_vector, trained_classes
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.errors import UsageError
-from mss_cli.files import write_atomically
+from mss_cli.files import refuse_to_replace, write_atomically
 from mss_cli.metrics import si_sdr
 from mss_cli.model import ModelConfig, Spectrogram
 from mss_cli.separate import make_separator
@@ -301,9 +301,9 @@ OUTPUTS = ("evaluation.md", "evaluation.jsonl", "evaluation.png")
 
 def check_outputs(out_dir: str | Path, overwrite: bool) -> None:
     """Refuse, before an evaluation's slow part, to replace an earlier run's results unasked."""
-    existing = [Path(out_dir) / name for name in OUTPUTS if (Path(out_dir) / name).exists()]
-    if existing and not overwrite:
-        raise UsageError(f"{existing[0]} exists (use --overwrite to replace it)")
+    if not overwrite:
+        for name in OUTPUTS:
+            refuse_to_replace(Path(out_dir) / name, "result of an earlier evaluation", usage=True)
 
 
 def save(cases: list[Case], out_dir: str | Path, command: str, earlier: tuple[str, list[Case]] | None = None) -> str:
@@ -364,7 +364,7 @@ def evaluate_folder(model, folder: str | Path, progress=print) -> list[Case]:
         value = float(np.mean([bss_sdr(ref[:, c], est[:, c]) for c in channels]))
         floor = float(np.mean([bss_sdr(ref[:, c], mix[:, c]) for c in channels]))
         scale_inv = float(np.mean([si_sdr(ref[:, c], est[:, c]) for c in channels]))
-        cases.append(Case("folder", index, f"few-shot, {len(likes)} positives" + (f" + {len(nots)} negatives" if nots else ""),
+        cases.append(Case("folder", index, f"few-shot, {len(likes)} positives" + (f" + {len(nots)} suppressed negatives" if nots else ""),
                           case.name, value, scale_inv, value - floor))
         progress(f"{case.name}: SDR {value:.2f} dB, SDRi {value - floor:+.2f} dB")
     return cases

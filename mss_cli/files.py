@@ -13,6 +13,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from mss_cli.errors import MssError, UsageError
+
 
 def _current_umask() -> int:
     """The process umask (read once, at import, while nothing else runs: reading it means setting it)."""
@@ -27,6 +29,14 @@ NEW_FILE_MODE = 0o666 & ~_current_umask()
 def output_mode(path: Path) -> int:
     """The mode the finished file at ``path`` should have."""
     return stat.S_IMODE(path.stat().st_mode) if path.exists() else NEW_FILE_MODE
+
+
+def refuse_to_replace(path: Path, what: str, usage: bool = False) -> None:
+    """The one refusal, in one wording, to replace an existing ``what`` (output, profile, weights
+    file, ...) that --overwrite did not allow. ``usage``: checked from the command line before any
+    work, so the command as given cannot run (exit 2); else one failed output among others (exit 1)."""
+    if path.exists():
+        raise (UsageError if usage else MssError)(f"{path}: {what} exists (use --overwrite to replace it)")
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:

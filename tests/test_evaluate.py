@@ -73,7 +73,7 @@ def test_eval_on_a_users_folder(tmp_path, tiny_weights, capsys):
         main(again)
     except SystemExit as exc:
         assert exc.code == 2
-    assert "evaluation.md exists (use --overwrite" in capsys.readouterr().err
+    assert "evaluation.md: result of an earlier evaluation exists (use --overwrite" in capsys.readouterr().err
     assert (tmp_path / "docs" / "evaluation.md").read_text() == "an earlier run's table"
     try:
         main(again + ["--overwrite"])

@@ -126,7 +126,7 @@ def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
                           (("encoder", "0,4", "bad"), "U-Net widths [0, 4]"),
                           (("bottleneck", tiny, "encoder"), "holds a fewshot model with U-Net widths "
                            f"{tiny} (FiLM: encoder); these flags ask for a fewshot model with U-Net widths {tiny} (FiLM: bottleneck)"),
-                          (("encoder", tiny, "", "--steps", "2"), "encoder.safetensors exists (use --overwrite")]:
+                          (("encoder", tiny, "", "--steps", "2"), "encoder.safetensors: weights file exists (use --overwrite")]:
         assert mss_train(*args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "mss: error:" in err and message in err and "Traceback" not in err
