@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mss_cli.conditioning import class_vector, trained_classes
+from mss_cli.conditioning import class_vector, suppression_vectors, trained_classes
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.errors import UsageError
 from mss_cli.files import refuse_to_replace, write_atomically
@@ -59,7 +59,7 @@ def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed:
         neg_clips = episode.negatives[:negatives]
         neg = model.embed_windows(torch.from_numpy(neg_clips).to(device))[None] if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
-        suppress = model.suppression(pos[0], neg[0]) if suppressed and neg is not None else None
+        suppress = suppression_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
     return separate_episode(model, cond, episode, suppress)
 
 

@@ -228,8 +228,8 @@ class Separator(nn.Module):
         return self.combine(torch.cat([z_pos, z_neg], dim=1))
 
     def suppression(self, positive: Tensor, negative: Tensor) -> Tensor:
-        """Per-clip embeddings, positives (P, E) and negatives (M, E) -> (M, cond_dim): one vector per
-        negative clip asking for that clip's instrument, with the positives as its negatives.
+        """Embeddings, positives (P, E) and unwanted instruments (M, E) -> (M, cond_dim): one vector
+        per unwanted instrument asking for it, with the positives as its negatives.
 
         The model's own negative input only nudges the target's FiLM, and a mean over clips of
         several instruments blurs it (+0.1 dB measured). Separating each unwanted instrument in its

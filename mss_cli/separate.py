@@ -57,9 +57,9 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None) -
     """A function rows (N, samples) -> target rows, running the model on its device with the
     conditioning folded into its weights (``bind_conditioning``) and in ``precision``.
 
-    ``suppress`` (M, cond_dim), from ``Separator.suppression``: one more pass per row of it, each
-    separating an unwanted instrument, whose mask is then taken out of the target's (``suppress``
-    in the model). The spectrogram is computed once for all of them."""
+    ``suppress`` (M, cond_dim), from ``conditioning.suppression_vectors``: one more pass per row of
+    it, each separating an unwanted instrument, whose mask is then taken out of the target's
+    (``suppress`` in the model). The spectrogram is computed once for all of them."""
     import torch
 
     from mss_cli.device import autocast_dtype

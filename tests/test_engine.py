@@ -92,6 +92,20 @@ def test_suppression_takes_each_negatives_mask_out_of_the_targets(tiny_weights):
     torch.testing.assert_close(same, model.apply_mask(spec, target * (1 - target).sqrt(), x.shape[-1]), atol=1e-4, rtol=0)
 
 
+def test_clips_of_one_instrument_share_a_suppression_pass(tmp_path, tiny_weights):
+    from mss_cli.conditioning import similar_groups
+
+    embeddings = torch.tensor([[1.0, 0, 0], [0.99, 0.1, 0], [0, 1.0, 0], [0, 0.98, 0.2], [0, 0, 1.0]])
+    assert similar_groups(embeddings) == [[0, 1], [2, 3], [4]]
+    assert similar_groups(embeddings, threshold=1.01) == [[0], [1], [2], [3], [4]]
+    model = load_model(tiny_weights)
+    sf.write(tmp_path / "like.wav", tone(1.5, channels=1), 44100)
+    sf.write(tmp_path / "not.wav", tone(1.5, freq=97, channels=1, seed=3), 44100)
+    cond = condition(model, [str(tmp_path / "like.wav")], [str(tmp_path / "not.wav")] * 3)
+    assert cond.negatives == [str(tmp_path / "not.wav")] * 3
+    assert cond.suppress.shape == (1, model.config.cond_dim)  # the same clip three times: one pass
+
+
 def test_resampling_round_trip_keeps_length_and_signal():
     t = np.arange(96000) / 48000  # band-limited content: what 44.1 kHz can carry survives the trip
     x = np.stack([np.sin(2 * np.pi * 1000 * t), 0.5 * np.sin(2 * np.pi * 7000 * t)], axis=1).astype(np.float32)

@@ -4,11 +4,13 @@ Each negative clip is embedded as a positive (the positives as its negatives) an
 own right; its mask says where the unwanted instrument is. This scores ways of taking that out of
 the target's mask, on `mss eval`'s episodes for a seed other than the table's (7), so that the
 choice is not made on the episodes it is reported on: median SDRi and SI-SDR differences, paired
-per episode against 5 positives alone, and how often each variant wins, over all groups.
+per episode against 5 positives alone, and how often each variant wins, over all groups. The last
+rows group the negative clips (by their true instrument, or by embedding similarity as
+`suppression_vectors` does) so that one pass serves each group: the passes saved, and the cost.
 
 Usage:
 
-    python tools/probe_suppression.py DATA [EPISODES_PER_GROUP] [SEED]    # 100 and 11: 6 min
+    python tools/probe_suppression.py DATA [EPISODES_PER_GROUP] [SEED]    # 100 and 11: 15 min
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mss_cli.conditioning import similar_groups
 from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, score
 from mss_cli.weights import load_model
 
@@ -30,7 +33,7 @@ VARIANTS: dict[str, Callable[[Masks], Tensor]] = {
     "the same, mask^1.5 (sharper; no use of the negatives' masks)": lambda m: m["posneg"] ** 1.5,
     "x (1 - max)": lambda m: m["posneg"] * (1 - m["max"]),
     "x (1 - max)^0.25": lambda m: m["posneg"] * (1 - m["max"]) ** 0.25,
-    "x (1 - max)^0.5 (shipped)": lambda m: m["posneg"] * (1 - m["max"]).sqrt(),
+    "x (1 - max)^0.5": lambda m: m["posneg"] * (1 - m["max"]).sqrt(),
     "x (1 - max)^1.5": lambda m: m["posneg"] * (1 - m["max"]) ** 1.5,
     "x (1 - max)^2": lambda m: m["posneg"] * (1 - m["max"]) ** 2,
     "x (1 - max/2)": lambda m: m["posneg"] * (1 - m["max"] / 2),
@@ -41,11 +44,16 @@ VARIANTS: dict[str, Callable[[Masks], Tensor]] = {
     "ratio: mask^2 / (mask + max)": lambda m: m["posneg"] ** 2 / (m["posneg"] + m["max"] + 1e-6),
     "min(mask, 1 - max)": lambda m: torch.minimum(m["posneg"], 1 - m["max"]),
     "5 positives only, x (1 - max)^0.5": lambda m: m["pos"] * (1 - m["max"]).sqrt(),
+    "x (1 - max)^0.5, one pass per true instrument": lambda m: m["posneg"] * (1 - m["max by class"]).sqrt(),
+    **{f"x (1 - max)^0.5, one pass per group at cosine {t}{' (shipped)' if t == 0.9 else ''}":
+       (lambda m, t=t: m["posneg"] * (1 - m[f"max at {t}"]).sqrt()) for t in (0.95, 0.9, 0.8)},
 }
+GROUPINGS = {"max by class": None, "max at 0.95": 0.95, "max at 0.9": 0.9, "max at 0.8": 0.8}
 
 
-def masks(model, episode) -> tuple[Tensor, Masks]:
-    """The mixture's STFT and every mask the variants combine (float32, unfused model)."""
+def masks(model, episode, passes: dict[str, list[int]]) -> tuple[Tensor, Masks]:
+    """The mixture's STFT and every mask the variants combine (float32, unfused model); ``passes``
+    collects how many suppression passes each grouping took."""
     with torch.inference_mode():
         pos = model.embed_windows(torch.from_numpy(episode.positives[:5]))
         neg = model.embed_windows(torch.from_numpy(episode.negatives[:5]))
@@ -55,6 +63,15 @@ def masks(model, episode) -> tuple[Tensor, Masks]:
         found = {"pos": mask(model.conditioning(pos[None])), "posneg": mask(model.conditioning(pos[None], neg[None])),
                  "mean": mask(model.conditioning(neg.mean(0)[None, None], pos[None])),
                  "max": each.amax(0, keepdim=True), "none": (1 - each).prod(0, keepdim=True)}
+        for key, threshold in GROUPINGS.items():
+            if threshold is None:
+                classes = episode.negative_classes
+                groups = [[i for i, c in enumerate(classes) if c == name] for name in dict.fromkeys(classes)]
+            else:
+                groups = similar_groups(neg, threshold)
+            means = torch.stack([neg[g].mean(0) for g in groups])
+            found[key] = torch.cat([mask(c[None]) for c in model.suppression(pos, means)]).amax(0, keepdim=True)
+            passes.setdefault(key, []).append(len(groups))
     return spec, found
 
 
@@ -62,10 +79,11 @@ def main(data: str, count: int = 100, seed: int = 11) -> None:
     torch.set_num_threads(2)
     model = load_model(fuse=False).eval()
     cases: list[Case] = []
+    passes: dict[str, list[int]] = {}
     for group in GROUPS:
         for index, episode in enumerate(episodes_for(data, group, count, seed)):
             floor = bss_sdr(episode.target, episode.mixture)
-            spec, found = masks(model, episode)
+            spec, found = masks(model, episode, passes)
             for name, combine in VARIANTS.items():
                 estimate = model.apply_mask(spec, combine(found), len(episode.mixture))[0].numpy()
                 cases.append(score(group, index, name, episode, estimate, floor))
@@ -78,6 +96,12 @@ def main(data: str, count: int = 100, seed: int = 11) -> None:
         sdri = np.array([c.sdri - reference[c.group, c.episode].sdri for c in mine])
         si = np.array([c.si_sdr - reference[c.group, c.episode].si_sdr for c in mine])
         print(f"| {name} | {np.median(sdri):+.2f} dB ({(sdri > 0).sum()}) | {np.median(si):+.2f} dB ({(si > 0).sum()}) |")
+    print("\nSuppression passes per episode (5 negatives; one per clip without grouping), and what grouping costs"
+          " against one pass per clip (mean SDRi difference):")
+    per_clip = {(c.group, c.episode): c.sdri for c in cases if c.method == "x (1 - max)^0.5"}
+    for (key, counts), name in zip(passes.items(), list(VARIANTS)[-len(GROUPINGS):]):
+        cost = np.mean([c.sdri - per_clip[c.group, c.episode] for c in cases if c.method == name])
+        print(f"- {name}: {np.mean(counts):.2f} passes, {cost:+.3f} dB")
 
 
 if __name__ == "__main__":
