@@ -121,7 +121,7 @@ def separate(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Audio files, folders (searched recursively), globs, or - for stdin."),
     like: list[str] = typer.Option([], "--like", "-l", help="Example clips of the instrument to keep (files or globs; takes every name up to the next option)."),
     not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what NOT to keep (optional)."),
-    suppress: bool = typer.Option(True, "--suppress/--no-suppress", help="Separate each --not clip's instrument too and take it out of the target (one more model pass per clip; --no-suppress: the negatives only steer the model)."),
+    suppress: bool = typer.Option(True, "--suppress/--no-suppress", help="Separate each --not instrument too and take it out of the target (one more model pass per instrument: similar clips share one; --no-suppress: the negatives only steer the model)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A saved conditioning (mss embed): a name or a .safetensors path."),
     class_name: Optional[str] = typer.Option(None, "--class", help="No clips: an instrument class (bass, piano, ...) with the class-conditioned baseline model."),
     out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - to write the target as WAV to stdout."),
