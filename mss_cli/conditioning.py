@@ -108,15 +108,17 @@ def similar_groups(embeddings: "torch.Tensor", threshold: float = SAME_INSTRUMEN
     return groups
 
 
-def suppression_vectors(model, positive: "torch.Tensor", negative: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+def suppression_vectors(model, positive: "torch.Tensor", negative: "torch.Tensor",  # noqa: F821
+                        groups: list[list[int]] | None = None) -> "torch.Tensor":  # noqa: F821
     """Per-clip embeddings, positives (P, E) and negatives (M, E) -> (groups, cond_dim) for
-    ``make_separator``'s ``suppress``: clips of one instrument (similar embeddings) are averaged
-    into one vector, so five clips of the vocals cost one pass, not five. Measured on 300 validation
+    ``make_separator``'s ``suppress``: clips of one instrument (similar embeddings, or the given
+    ``groups`` of clip indices) are averaged into one vector, so five clips of the vocals cost one
+    pass, not five. Measured on 300 validation
     episodes (5 negatives of 3.2 instruments on average): one pass per clip, per true instrument or
     per group at 0.9 (3.8 passes) gave the same SDR (mean differences within 0.01 dB)."""
     import torch
 
-    groups = similar_groups(negative)
+    groups = similar_groups(negative) if groups is None else groups
     return model.suppression(positive, torch.stack([negative[g].mean(0) for g in groups]))
 
 

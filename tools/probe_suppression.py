@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mss_cli.conditioning import similar_groups
+from mss_cli.conditioning import similar_groups, suppression_vectors
 from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, score
 from mss_cli.weights import load_model
 
@@ -61,7 +61,7 @@ def masks(model, episode, passes: dict[str, list[int]]) -> tuple[Tensor, Masks]:
         mask = lambda cond: model.mask(feats, cond)  # noqa: E731
         each = torch.cat([mask(c[None]) for c in model.suppression(pos, neg)])
         found = {"pos": mask(model.conditioning(pos[None])), "posneg": mask(model.conditioning(pos[None], neg[None])),
-                 "mean": mask(model.conditioning(neg.mean(0)[None, None], pos[None])),
+                 "mean": mask(suppression_vectors(model, pos, neg, [list(range(len(neg)))])),
                  "max": each.amax(0, keepdim=True), "none": (1 - each).prod(0, keepdim=True)}
         for key, threshold in GROUPINGS.items():
             if threshold is None:
@@ -69,8 +69,7 @@ def masks(model, episode, passes: dict[str, list[int]]) -> tuple[Tensor, Masks]:
                 groups = [[i for i, c in enumerate(classes) if c == name] for name in dict.fromkeys(classes)]
             else:
                 groups = similar_groups(neg, threshold)
-            means = torch.stack([neg[g].mean(0) for g in groups])
-            found[key] = torch.cat([mask(c[None]) for c in model.suppression(pos, means)]).amax(0, keepdim=True)
+            found[key] = torch.cat([mask(c[None]) for c in suppression_vectors(model, pos, neg, groups)]).amax(0, keepdim=True)
             passes.setdefault(key, []).append(len(groups))
     return spec, found
 
