@@ -135,6 +135,7 @@ def separate(
     overlap: float = typer.Option(0.15, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, max=256, help="Chunks per forward pass (useful on a GPU)."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16: AMX, AVX512-BF16; else fp32), fp32 or bf16."),
+    shifts: int = typer.Option(1, "--shifts", min=1, max=16, help="Average the separator over N time-shifted passes (N times the model's work)."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=64, help="Files processed in parallel."),
     shard_spec: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -193,7 +194,9 @@ def separate(
 
     from mss_cli.separate import Outputs, SeparationOptions
 
-    options = SeparationOptions(chunk, overlap, batch_size, precision, fmt.value, bit_depth.value if bit_depth else None, overwrite)
+    options = SeparationOptions(chunk_seconds=chunk, overlap=overlap, batch_size=batch_size, precision=precision,
+                                shifts=shifts, fmt=fmt.value, bit_depth=bit_depth.value if bit_depth else None,
+                                overwrite=overwrite)
     naming = Naming(Path(out), filename, FORMATS[fmt.value][1])
     plans: list[tuple[str, Outputs | None, str | None]] = []
     claimed: dict[Path, str] = {}

@@ -49,10 +49,12 @@ def bss_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return float(fast_bss_eval.sdr(ref, est, load_diag=1e-6)[0])
 
 
-def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed: bool = False) -> np.ndarray:
+def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed: bool = False,
+            shifts: int = 1) -> np.ndarray:
     """The few-shot model given the episode's first ``positives`` and ``negatives`` clips, on the
     model's device (training validates on the GPU it trains on); ``suppressed``: the negatives'
-    own masks are taken out of the target's too, as ``mss separate`` does by default."""
+    own masks are taken out of the target's too, as ``mss separate`` does by default; ``shifts``:
+    each mask averaged over that many shifted passes (``Separator.mask``)."""
     device = model.device
     with torch.inference_mode():
         pos = model.embed_windows(torch.from_numpy(episode.positives[:positives]).to(device))[None]
@@ -60,7 +62,7 @@ def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed:
         neg = model.embed_windows(torch.from_numpy(neg_clips).to(device))[None] if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
         suppress = suppression_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
-    return separate_episode(model, cond, episode, suppress)
+    return separate_episode(model, cond, episode, suppress, shifts)
 
 
 def classcond(model, episode: Episode) -> np.ndarray | None:
@@ -70,9 +72,11 @@ def classcond(model, episode: Episode) -> np.ndarray | None:
     return separate_episode(model, class_vector(model, episode.target_class), episode)
 
 
-def separate_episode(model, cond: torch.Tensor, episode: Episode, suppress: torch.Tensor | None = None) -> np.ndarray:
+def separate_episode(model, cond: torch.Tensor, episode: Episode, suppress: torch.Tensor | None = None,
+                     shifts: int = 1) -> np.ndarray:
     """The episode's mixture through the separator exactly as ``mss separate`` runs it."""
-    return make_separator(model, cond, suppress=suppress)(torch.from_numpy(episode.mixture)[None])[0].numpy()
+    run = make_separator(model, cond, suppress=suppress, shifts=shifts)
+    return run(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 
 # The oracle and NMF baselines use the separator's transform (ModelConfig's n_fft and hop), with no model.

@@ -254,15 +254,26 @@ class Separator(nn.Module):
         pad = len(self.config.channels) - len(out)
         return [None] * pad + out
 
-    def mask(self, feats: Tensor, cond: Tensor) -> Tensor:
-        """Features (B, 1, bins, T), conditioning (B, cond_dim) -> mask over all STFT bins (B, F, T)."""
+    def mask(self, feats: Tensor, cond: Tensor, shifts: int = 1) -> Tensor:
+        """Features (B, 1, bins, T), conditioning (B, cond_dim) -> mask over all STFT bins (B, F, T).
+
+        ``shifts`` > 1 averages the masks of that many passes, the frames delayed by evenly spaced
+        offsets within the U-Net's pooling period (``frame_multiple`` frames): each of its six
+        stride-2 levels sees the music on another grid, and their errors partly cancel (demucs's
+        "shift trick", here on spectrogram frames, so the STFT is computed once). The offsets are
+        fixed, so the result is deterministic and chunked processing still equals the whole track."""
         frames = feats.shape[-1]
         multiple = self.config.frame_multiple
-        padded = -(-frames // multiple) * multiple
-        if padded != frames:
-            feats = F.pad(feats, (0, padded - frames))
-        # float32 whatever autocast ran the U-Net in: a bfloat16 mask times the complex64 STFT is slow.
-        mask = self.unet(feats, self.films(cond))[:, 0, :, :frames].float()
+        films = self.films(cond)
+        total = None
+        for i in range(shifts):
+            delay = i * multiple // shifts
+            padded = -(-(frames + delay) // multiple) * multiple
+            shifted = F.pad(feats, (delay, padded - frames - delay)) if padded != frames else feats
+            # float32 whatever autocast ran the U-Net in: a bfloat16 mask times the complex64 STFT is slow.
+            one = self.unet(shifted, films)[:, 0, :, delay : delay + frames].float()
+            total = one if total is None else total + one
+        mask = total / shifts if shifts > 1 else total
         top = mask[:, -max(1, self.config.bins // 16) :].mean(dim=1, keepdim=True)
         extra = self.config.n_fft // 2 + 1 - self.config.bins
         return torch.cat([mask, top.expand(-1, extra, -1)], dim=1)

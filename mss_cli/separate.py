@@ -27,6 +27,7 @@ class SeparationOptions:
     overlap: float = 0.15
     batch_size: int = 1
     precision: str = "auto"
+    shifts: int = 1
     fmt: str = "wav"
     bit_depth: str | None = None
     overwrite: bool = False
@@ -53,9 +54,10 @@ class Outputs:
     paths: dict[str, tuple[str, Path | str]] = field(default_factory=dict)
 
 
-def make_separator(model, cond_vector, precision: str = "auto", suppress=None) -> Callable:
+def make_separator(model, cond_vector, precision: str = "auto", suppress=None, shifts: int = 1) -> Callable:
     """A function rows (N, samples) -> target rows, running the model on its device with the
-    conditioning folded into its weights (``bind_conditioning``) and in ``precision``.
+    conditioning folded into its weights (``bind_conditioning``) and in ``precision``; every mask
+    is the mean over ``shifts`` passes (``Separator.mask``).
 
     ``suppress`` (M, cond_dim), from ``conditioning.suppression_vectors``: one more pass per row of
     it, each separating an unwanted instrument, whose mask is then taken out of the target's
@@ -77,11 +79,11 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None) -
             rows = rows.to(device)
             spec, feats = bound.features(rows)
             cond = unused.expand(rows.shape[0], -1)
-            mask = bound.mask(feats, cond)
+            mask = bound.mask(feats, cond, shifts)
             if unwanted:
-                most = unwanted[0].mask(feats, cond)
+                most = unwanted[0].mask(feats, cond, shifts)
                 for other in unwanted[1:]:
-                    most = torch.maximum(most, other.mask(feats, cond))
+                    most = torch.maximum(most, other.mask(feats, cond, shifts))
                 mask = take_out(mask, most)
             out = bound.apply_mask(spec, mask, rows.shape[-1])
         return out.float().cpu()
@@ -116,7 +118,7 @@ def separate_file(model, cond: Conditioning, source: str | Path, outputs: Output
             rate = model.config.sample_rate
             chunk = int(options.chunk_seconds * rate)
             align = model.config.hop * model.config.frame_multiple
-            engine = OverlapAdd(make_separator(model, cond.vector, options.precision, cond.suppress), chunk, options.overlap, options.batch_size, on_chunk, align)
+            engine = OverlapAdd(make_separator(model, cond.vector, options.precision, cond.suppress, options.shifts), chunk, options.overlap, options.batch_size, on_chunk, align)
             model_frames = int(round(info.frames * rate / info.sample_rate))
             if on_start:
                 on_start(engine.chunks_for(model_frames))

@@ -85,6 +85,19 @@ def test_negatives_are_suppressed_unless_asked_not_to(capsys, workdir, tiny_weig
     assert np.sum(suppressed**2) < np.sum(steered**2)
 
 
+def test_shifts_change_the_target_and_keep_the_residual_complementary(capsys, workdir, tiny_weights):
+    """--shifts N reaches the separator (the target differs from one pass) and, like every mask,
+    leaves target + residual equal to the mix."""
+    args = ("song.wav", "--like", "like_1.wav", "--bit-depth", "32f")
+    assert run(capsys, "separate", *args, "-o", "one", "--weights", str(tiny_weights))[0] == 0
+    code, _, err = run(capsys, "separate", *args, "--shifts", "3", "-o", "three", "--weights", str(tiny_weights))
+    assert code == 0, err
+    one, three = sf.read("one/song/target.wav")[0], sf.read("three/song/target.wav")[0]
+    residual = sf.read("three/song/residual.wav")[0]
+    assert np.abs(one - three).max() > 1e-4
+    assert np.abs(three + residual - sf.read("song.wav")[0]).max() < 1e-5
+
+
 def test_json_lines_describe_each_written_file(capsys, workdir, tiny_weights):
     code, out, err = run(capsys, "separate", "song.wav", "--like", "like_*.*", "--weights", str(tiny_weights), "--json")
     assert code == 0, err
@@ -247,6 +260,7 @@ def test_unquoted_globs_give_several_examples():
         (["song.wav", "--like", "absent.wav"], 2, ["absent.wav", "not found"]),
         (["song.wav", "--like", "like_1.wav", "--overlap", "2"], 2, ["--overlap"]),
         (["song.wav", "--like", "like_1.wav", "--precision", "fp16"], 2, ["--precision"]),
+        (["song.wav", "--like", "like_1.wav", "--shifts", "0"], 2, ["--shifts"]),
         (["song.wav", "--like", "like_1.wav", "--device", "tpu"], 2, ["--device"]),
         (["song.wav", "--like", "like_1.wav", "--shard", "3/2"], 2, ["--shard"]),
         (["song.wav", "--like", "like_1.wav", "--filename", "{track}.{ext}"], 2, ["{stem}"]),

@@ -59,12 +59,13 @@ def test_hop_aligned_istft_matches_torch_istft(length):
     torch.testing.assert_close(spectrogram.istft(spec, length), x, atol=1e-5, rtol=0)  # perfect reconstruction
 
 
-@pytest.mark.parametrize("negatives", [0, 2])
-def test_chunked_output_matches_whole_track(tiny_weights, negatives):
+@pytest.mark.parametrize("negatives, shifts", [(0, 1), (2, 1), (0, 3), (2, 4)])
+def test_chunked_output_matches_whole_track(tiny_weights, negatives, shifts):
     model = load_model(tiny_weights)
     cond = torch.randn(model.config.cond_dim)
     x = tone(20.0, freq=180) + tone(20.0, freq=610, seed=5)
-    fn = make_separator(model, cond, suppress=torch.randn(negatives, model.config.cond_dim) if negatives else None)
+    unwanted = torch.randn(negatives, model.config.cond_dim) if negatives else None
+    fn = make_separator(model, cond, suppress=unwanted, shifts=shifts)
     align = model.config.hop * model.config.frame_multiple
     whole = run_engine(fn, x, len(x) + 44100, 0.0, align=align)
     for chunk, overlap in ((2.0, 0.25), (5.0, 0.25), (5.0, 0.5)):
@@ -90,6 +91,30 @@ def test_suppression_takes_each_negatives_mask_out_of_the_targets(tiny_weights):
     # A negative that asks for what the target's vector asks for leaves the target mask x sqrt(1 - mask).
     same = make_separator(model, cond, "fp32", cond)(x)
     torch.testing.assert_close(same, model.apply_mask(spec, target * (1 - target).sqrt(), x.shape[-1]), atol=1e-4, rtol=0)
+
+
+def test_shifts_average_the_masks_of_delayed_passes(tiny_weights):
+    """``shifts`` N: the mean of N masks, the i-th computed on the frames delayed by
+    i * frame_multiple // N (zero frames in front, cropped after); 1 is the plain pass. The result
+    differs from the plain pass (the delays do move the U-Net's stride grid) but not by much."""
+    model = load_model(tiny_weights, fuse=False).eval()
+    cond = torch.randn(1, model.config.cond_dim)
+    x = torch.from_numpy(tone(2.0, freq=180, channels=1) + tone(2.0, freq=610, seed=5, channels=1)).reshape(1, -1)
+    multiple = model.config.frame_multiple
+    with torch.no_grad():
+        spec, feats = model.features(x)
+        frames = feats.shape[-1]
+        plain = model.mask(feats, cond)
+        delayed = []
+        for delay in (0, multiple // 3, 2 * multiple // 3):
+            padded = torch.nn.functional.pad(feats, (delay, 0))
+            delayed.append(model.mask(padded, cond)[..., delay : delay + frames])
+        expected = torch.stack(delayed).mean(0)
+        torch.testing.assert_close(model.mask(feats, cond, 1), plain)
+        torch.testing.assert_close(model.mask(feats, cond, 3), expected, atol=1e-6, rtol=0)
+        assert 1e-3 < (expected - plain).abs().max() < 0.5
+        want = model.apply_mask(spec, expected, x.shape[-1])
+    torch.testing.assert_close(make_separator(model, cond, "fp32", shifts=3)(x), want, atol=1e-4, rtol=0)
 
 
 def test_clips_of_one_instrument_share_a_suppression_pass(tmp_path, tiny_weights):

@@ -1,0 +1,74 @@
+"""Averaging each mask over shifted passes (``--shifts``): what it gains, and what it costs.
+
+On `mss eval`'s episodes for a seed (11 by default: not the table's 7, so that the number of
+shifts is not chosen on the episodes it is reported on), each method is run with 1, 2, 4 and 8
+shifts and paired per episode against the same method with 1 (`mss eval`'s paired note: the
+median of per-episode SDRi differences, and how often the variant wins), with the median SI-SDR
+difference beside it and the separation's time per episode.
+
+Usage:
+
+    python tools/probe_shifts.py DATA [EPISODES_PER_GROUP] [SEED] [WEIGHTS]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, fewshot, paired_note, score
+from mss_cli.weights import load_model
+
+SHIFTS = (1, 2, 4, 8)
+METHODS = {"5 positives": (5, 0, False), "5 positives + 5 suppressed negatives": (5, 5, True)}
+
+
+def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None) -> None:
+    torch.set_num_threads(2)
+    model = load_model(weights)
+    cases: list[Case] = []
+    seconds: dict[str, float] = {}
+    for group in GROUPS:
+        for i, e in enumerate(episodes_for(data, group, count, seed)):
+            floor = bss_sdr(e.target, e.mixture)
+            for method, (pos, neg, suppressed) in METHODS.items():
+                for shifts in SHIFTS:
+                    name = f"{method}, {shifts} shift{'s' if shifts > 1 else ''}"
+                    started = time.perf_counter()
+                    estimate = fewshot(model, e, pos, neg, suppressed, shifts)
+                    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+                    cases.append(score(group, i, name, e, estimate, floor))
+        print(f"{group}: done", flush=True)
+    episodes = len({(c.group, c.episode) for c in cases})
+    every = [replace_group(c) for c in cases]
+    print(f"\n{episodes} episodes (seed {seed}); median SI-SDR difference in brackets; seconds per episode")
+    for method in METHODS:
+        reference = f"{method}, 1 shift"
+        for shifts in SHIFTS[1:]:
+            name = f"{method}, {shifts} shifts"
+            for group in [*GROUPS, "all"]:
+                pool = every if group == "all" else cases
+                note = paired_note(pool, group, name, reference)
+                ours = {(c.group, c.episode): c.si_sdr for c in pool if c.method == name and c.group == group}
+                theirs = {(c.group, c.episode): c.si_sdr for c in pool if c.method == reference and c.group == group}
+                si = np.median([ours[k] - theirs[k] for k in ours])
+                print(f"{note} [SI-SDR {si:+.2f} dB]")
+        for shifts in SHIFTS:
+            name = f"{method}, {shifts} shift{'s' if shifts > 1 else ''}"
+            print(f"{name}: {seconds[name] / episodes:.3f} s per episode")
+
+
+def replace_group(case: Case) -> Case:
+    """The case counted in one pool of every group ("all"), its episode made unique across groups."""
+    return Case("all", list(GROUPS).index(case.group) * 100000 + case.episode, case.method, case.target_class,
+                case.sdr, case.si_sdr, case.sdri)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__.strip().splitlines()[-1].strip())
+    args = sys.argv[1:]
+    main(args[0], *(int(a) for a in args[1:3]), *args[3:4])
