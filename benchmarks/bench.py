@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0, help="length of the speed track")
     parser.add_argument("--long-minutes", type=float, default=30.0, help="length of the long memory track")
     parser.add_argument("--batch-files", type=int, default=5, help="tracks in the one-invocation batch row")
+    parser.add_argument("--shifts", type=int, default=4, help="--shifts value of the shift-averaging row")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--gpu", action="store_true", help="add rows for `--device cuda` (needs a CUDA GPU)")
     parser.add_argument("--gpu-only", action="store_true", help="measure only the GPU rows (on a borrowed GPU machine)")
@@ -194,6 +195,9 @@ def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.
     wall_not, _ = mss("separate", str(track_path), *common, "--not", *negatives, threads=args.threads)
     rows.append((f"  the same with {len(negatives)} --not clips of one instrument (suppressed)",
                  f"{args.minutes * 60 / wall_not:.1f}x ({wall_not:.2f} s)"))
+    wall_shifts, _ = mss("separate", str(track_path), *common, "--shifts", str(args.shifts), threads=args.threads)
+    rows.append((f"  the same with --shifts {args.shifts}",
+                 f"{args.minutes * 60 / wall_shifts:.1f}x ({wall_shifts:.2f} s)"))
     copies = [track_path] + [tmp_path / f"copy{i}.wav" for i in range(1, args.batch_files)]
     for c in copies[1:]:
         c.symlink_to(track_path)

@@ -313,10 +313,15 @@ def check_outputs(out_dir: str | Path, overwrite: bool) -> None:
 def save(cases: list[Case], out_dir: str | Path, command: str, earlier: tuple[str, list[Case]] | None = None) -> str:
     """Write the table (with the comparison against an ``earlier`` run's cases, if given, and the
     table by target class), every case and the chart, each under a temporary name first; returns
-    the Markdown printed on stdout (all but the table by class)."""
+    the Markdown printed on stdout (all but the table by class). An earlier run whose episodes are
+    not this run's is refused (``UsageError``) after this run's own results are written."""
     md = table(cases)
-    if earlier is not None:  # before anything is written: the comparison can refuse the earlier run
-        md += f"\n## Against {earlier[0]}\n\n" + against(cases, earlier[1], earlier[0])
+    refused: UsageError | None = None
+    if earlier is not None:
+        try:
+            md += f"\n## Against {earlier[0]}\n\n" + against(cases, earlier[1], earlier[0])
+        except UsageError as exc:  # the run's own results are still written: they took minutes
+            refused = exc
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     per_class = f"\n## By target class\n\nMedian SDRi (dB) of each method, per group and target class.\n\n{by_class(cases)}"
@@ -325,6 +330,8 @@ def save(cases: list[Case], out_dir: str | Path, command: str, earlier: tuple[st
     for name, content in text.items():
         write_atomically(out / name, lambda tmp, content=content: tmp.write_text(content))
     write_atomically(out / "evaluation.png", lambda tmp: chart(cases, tmp))
+    if refused is not None:
+        raise UsageError(f"{refused}; this run's results are saved in {out} without the comparison")
     return md
 
 

@@ -116,7 +116,8 @@ def test_table_by_target_class():
 
 def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_dataset, tiny_weights, capsys):
     """--method runs only the named methods; --against pairs them with an earlier run's on the same
-    episodes (two weights files compared), and refuses a run whose episodes differ."""
+    episodes (two weights files compared), and refuses a run whose episodes differ (after saving its
+    own results)."""
     from conftest import build_tiny_weights
 
     other = build_tiny_weights(tmp_path / "other.safetensors", seed=1)
@@ -146,7 +147,11 @@ def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_data
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "evaluation.jsonl").write_text("".join(json.dumps(c.__dict__) + "\n" for c in moved))
     assert mss_eval(other, "d", "--against", str(tmp_path / "c")) == 2
-    assert "its episodes are not this run's" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    err = capsys.readouterr().err
+    assert "its episodes are not this run's" in err and "results are saved" in err
+    # The run's own results are kept (they took the evaluation's minutes), without the comparison.
+    assert len(ev.load_cases(tmp_path / "d")) == len(first)
+    assert "## Against" not in (tmp_path / "d" / "evaluation.md").read_text()
     (tmp_path / "e.jsonl").write_text("not json\n")
     assert mss_eval(other, "f", "--against", str(tmp_path / "e.jsonl")) == 2  # refused before the slow part
     assert "not an evaluation.jsonl of mss eval" in capsys.readouterr().err
