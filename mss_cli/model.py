@@ -265,15 +265,14 @@ class Separator(nn.Module):
         frames = feats.shape[-1]
         multiple = self.config.frame_multiple
         films = self.films(cond)
-        total = None
+        total = 0.0
         for i in range(shifts):
             delay = i * multiple // shifts
             padded = -(-(frames + delay) // multiple) * multiple
             shifted = F.pad(feats, (delay, padded - frames - delay)) if padded != frames else feats
             # float32 whatever autocast ran the U-Net in: a bfloat16 mask times the complex64 STFT is slow.
-            one = self.unet(shifted, films)[:, 0, :, delay : delay + frames].float()
-            total = one if total is None else total + one
-        mask = total / shifts if shifts > 1 else total
+            total = total + self.unet(shifted, films)[:, 0, :, delay : delay + frames].float()
+        mask = total / shifts
         top = mask[:, -max(1, self.config.bins // 16) :].mean(dim=1, keepdim=True)
         extra = self.config.n_fft // 2 + 1 - self.config.bins
         return torch.cat([mask, top.expand(-1, extra, -1)], dim=1)

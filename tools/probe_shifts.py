@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -36,19 +37,19 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
             floor = bss_sdr(e.target, e.mixture)
             for method, (pos, neg, suppressed) in METHODS.items():
                 for shifts in SHIFTS:
-                    name = f"{method}, {shifts} shift{'s' if shifts > 1 else ''}"
+                    name = label(method, shifts)
                     started = time.perf_counter()
                     estimate = fewshot(model, e, pos, neg, suppressed, shifts)
                     seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
                     cases.append(score(group, i, name, e, estimate, floor))
         print(f"{group}: done", flush=True)
     episodes = len({(c.group, c.episode) for c in cases})
-    every = [replace_group(c) for c in cases]
+    every = [as_all(c) for c in cases]
     print(f"\n{episodes} episodes (seed {seed}); median SI-SDR difference in brackets; seconds per episode")
     for method in METHODS:
-        reference = f"{method}, 1 shift"
+        reference = label(method, 1)
         for shifts in SHIFTS[1:]:
-            name = f"{method}, {shifts} shifts"
+            name = label(method, shifts)
             for group in [*GROUPS, "all"]:
                 pool = every if group == "all" else cases
                 note = paired_note(pool, group, name, reference)
@@ -57,14 +58,17 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
                 si = np.median([ours[k] - theirs[k] for k in ours])
                 print(f"{note} [SI-SDR {si:+.2f} dB]")
         for shifts in SHIFTS:
-            name = f"{method}, {shifts} shift{'s' if shifts > 1 else ''}"
+            name = label(method, shifts)
             print(f"{name}: {seconds[name] / episodes:.3f} s per episode")
 
 
-def replace_group(case: Case) -> Case:
+def label(method: str, shifts: int) -> str:
+    return f"{method}, {shifts} shift{'s' if shifts > 1 else ''}"
+
+
+def as_all(case: Case) -> Case:
     """The case counted in one pool of every group ("all"), its episode made unique across groups."""
-    return Case("all", list(GROUPS).index(case.group) * 100000 + case.episode, case.method, case.target_class,
-                case.sdr, case.si_sdr, case.sdri)
+    return replace(case, group="all", episode=list(GROUPS).index(case.group) * 100000 + case.episode)
 
 
 if __name__ == "__main__":
