@@ -205,8 +205,8 @@ def table(cases: list[Case]) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     counts = ", ".join(f"{g}: {sum(c.group == g and c.method == methods[0] for c in cases)} cases" for g in groups)
     notes = [f"Medians over fixed episodes ({counts}); {SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips."]
-    notes += [paired_note(cases, g, m, FEWSHOT_5) for g in groups for m in (BASELINE, FEWSHOT_5_NEG, FEWSHOT_5_SUPPRESSED)]
-    notes += [paired_note(cases, g, FEWSHOT_5_SUPPRESSED, FEWSHOT_5_NEG) for g in groups]
+    notes += [paired_note(cases, g, m, FEWSHOT_5) for g in pools(groups) for m in (BASELINE, FEWSHOT_5_NEG, FEWSHOT_5_SUPPRESSED)]
+    notes += [paired_note(cases, g, FEWSHOT_5_SUPPRESSED, FEWSHOT_5_NEG) for g in pools(groups)]
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" if i else n for i, n in enumerate(x for x in notes if x)) + "\n"
 
 
@@ -228,25 +228,45 @@ def by_class(cases: list[Case]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired_note(cases: list[Case], group: str, method: str, other: str) -> str:
-    """``method`` against ``other`` on the episodes of ``group`` that both have.
+METRICS = {"sdri": "SDRi", "si_sdr": "SI-SDR", "sdr": "SDR"}
+
+
+def paired(cases: list[Case], group: str | None, method: str, other: str,
+           metric: str = "sdri") -> tuple[np.ndarray, np.ndarray]:
+    """``metric`` of ``method`` and of ``other`` on the episodes of ``group`` (of every group, pooled,
+    when None) that both have, in the same order: the material every paired figure is made of."""
+    def values(name: str) -> dict[tuple[str, int], float]:
+        return {(c.group, c.episode): getattr(c, metric) for c in cases if c.method == name and group in (None, c.group)}
+
+    ours, theirs = values(method), values(other)
+    both = sorted(ours.keys() & theirs.keys())
+    return np.array([ours[k] for k in both]), np.array([theirs[k] for k in both])
+
+
+def pools(groups: list[str]) -> list[str | None]:
+    """The groups to pair on: each, then all of them pooled (None) where there are several, since a
+    sub-decibel difference that 100 episodes of one group cannot resolve may show over 300."""
+    return [*groups, None] if len(groups) > 1 else list(groups)
+
+
+def paired_note(cases: list[Case], group: str | None, method: str, other: str, metric: str = "sdri") -> str:
+    """``method`` against ``other`` on the episodes of ``group`` (every group's, pooled, when None)
+    that both have.
 
     Two medians over 30 episodes move by a decibel or two with the draw; the median of per-episode
     differences, and how often one wins, compare the two on the same material. Where ``method``
     covers only some episodes (the class-conditioned baseline knows only its training classes),
     ``other`` is scored on exactly those.
     """
-    ours = {c.episode: c.sdri for c in cases if c.group == group and c.method == method}
-    theirs = {c.episode: c.sdri for c in cases if c.group == group and c.method == other}
-    both = sorted(ours.keys() & theirs.keys())
-    if not both:
+    ours, theirs = paired(cases, group, method, other, metric)
+    if not len(ours):
         return ""
-    every = {c.episode for c in cases if c.group == group}
-    where = f"all {len(both)} episodes" if len(both) == len(every) else f"the {len(both)} of {len(every)} episodes it covers"
-    diffs = [ours[e] - theirs[e] for e in both]
-    return (f"{group}, {method} vs {other}, on {where}: median SDRi {np.median([ours[e] for e in both]):+.2f} vs "
-            f"{np.median([theirs[e] for e in both]):+.2f} dB; paired difference {np.median(diffs):+.2f} dB (median), "
-            f"{method} better in {sum(d > 0 for d in diffs)} of {len(both)}.")
+    every = len({(c.group, c.episode) for c in cases if group in (None, c.group)})
+    where = f"all {len(ours)} episodes" if len(ours) == every else f"the {len(ours)} of {every} episodes it covers"
+    diffs = ours - theirs
+    return (f"{group or 'all groups'}, {method} vs {other}, on {where}: median {METRICS[metric]} {np.median(ours):+.2f} vs "
+            f"{np.median(theirs):+.2f} dB; paired difference {np.median(diffs):+.2f} dB (median), "
+            f"{method} better in {int((diffs > 0).sum())} of {len(ours)}.")
 
 
 def load_cases(path: str | Path) -> list[Case]:
@@ -273,7 +293,7 @@ def against(cases: list[Case], earlier: list[Case], label: str) -> str:
             + [replace(c, method=f"{c.method} ({label})") for c in earlier])
     groups = list(dict.fromkeys(c.group for c in cases))
     methods = [m for m in dict.fromkeys(c.method for c in cases) if not m.startswith("mixture")]
-    notes = [paired_note(both, g, f"{m} (this run)", f"{m} ({label})") for m in methods for g in groups]
+    notes = [paired_note(both, g, f"{m} (this run)", f"{m} ({label})") for m in methods for g in pools(groups)]
     lines = [n for n in notes if n] or [f"No episode and method in common with {label}."]
     return "\n".join(f"- {n}" for n in lines) + "\n"
 

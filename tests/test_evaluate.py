@@ -103,6 +103,24 @@ def test_baseline_is_compared_on_the_episodes_it_covers():
     assert ev.paired_note(few, "g", ev.BASELINE, ev.FEWSHOT_5) == ""
 
 
+def test_paired_over_every_group_and_in_any_metric():
+    """Episodes are numbered within a group, so pooling the groups pairs by (group, episode); the
+    table and --against add that pooled line where there are several groups; SI-SDR pairs alike."""
+    few = [ev.Case(g, i, ev.FEWSHOT_5, "bass", 0.0, si, sdri)
+           for g, i, si, sdri in [("a", 0, 1.0, 1.0), ("a", 1, 1.0, 2.0), ("b", 0, 1.0, 3.0)]]
+    neg = [ev.Case(g, i, ev.FEWSHOT_5_NEG, "bass", 0.0, si, sdri)
+           for g, i, si, sdri in [("a", 0, 0.0, 2.0), ("a", 1, 4.0, 2.5), ("b", 0, 3.0, 2.0)]]
+    ours, theirs = ev.paired(few + neg, None, ev.FEWSHOT_5_NEG, ev.FEWSHOT_5)
+    assert list(ours - theirs) == [1.0, 0.5, -1.0]
+    assert ev.paired_note(few + neg, None, ev.FEWSHOT_5_NEG, ev.FEWSHOT_5, "si_sdr") == (
+        f"all groups, {ev.FEWSHOT_5_NEG} vs {ev.FEWSHOT_5}, on all 3 episodes: median SI-SDR +3.00 vs +1.00 dB; "
+        f"paired difference +2.00 dB (median), {ev.FEWSHOT_5_NEG} better in 2 of 3.")
+    assert f"- all groups, {ev.FEWSHOT_5_NEG} vs {ev.FEWSHOT_5}, on all 3 episodes: median SDRi +2.00 vs +2.00 dB; " \
+           "paired difference +0.50 dB (median)" in ev.table(few + neg)
+    assert "- all groups, few-shot, 5 positives (this run) vs few-shot, 5 positives (earlier), on all 3 episodes" \
+           in ev.against(few, few, "earlier")
+
+
 def test_table_by_target_class():
     """The medians per group and class, each method a column; a class a method did not cover is n/a."""
     few = [ev.Case("seen", i, ev.FEWSHOT_5, cls, 0.0, 0.0, sdri)

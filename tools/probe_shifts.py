@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 import torch
 
-from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, fewshot, paired_note, score
+from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, fewshot, paired, paired_note, score
 from mss_cli.weights import load_model
 
 SHIFTS = (1, 2, 4, 8)
@@ -44,19 +43,14 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
                     cases.append(score(group, i, name, e, estimate, floor))
         print(f"{group}: done", flush=True)
     episodes = len({(c.group, c.episode) for c in cases})
-    every = [as_all(c) for c in cases]
     print(f"\n{episodes} episodes (seed {seed}); median SI-SDR difference in brackets; seconds per episode")
     for method in METHODS:
         reference = label(method, 1)
         for shifts in SHIFTS[1:]:
             name = label(method, shifts)
-            for group in [*GROUPS, "all"]:
-                pool = every if group == "all" else cases
-                note = paired_note(pool, group, name, reference)
-                ours = {(c.group, c.episode): c.si_sdr for c in pool if c.method == name and c.group == group}
-                theirs = {(c.group, c.episode): c.si_sdr for c in pool if c.method == reference and c.group == group}
-                si = np.median([ours[k] - theirs[k] for k in ours])
-                print(f"{note} [SI-SDR {si:+.2f} dB]")
+            for group in [*GROUPS, None]:
+                si = np.median(np.subtract(*paired(cases, group, name, reference, "si_sdr")))
+                print(f"{paired_note(cases, group, name, reference)} [SI-SDR {si:+.2f} dB]")
         for shifts in SHIFTS:
             name = label(method, shifts)
             print(f"{name}: {seconds[name] / episodes:.3f} s per episode")
@@ -64,11 +58,6 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
 
 def label(method: str, shifts: int) -> str:
     return f"{method}, {shifts} shift{'s' if shifts > 1 else ''}"
-
-
-def as_all(case: Case) -> Case:
-    """The case counted in one pool of every group ("all"), its episode made unique across groups."""
-    return replace(case, group="all", episode=list(GROUPS).index(case.group) * 100000 + case.episode)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mss_cli.conditioning import similar_groups, suppression_vectors
-from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, score
+from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, paired, score
 from mss_cli.weights import load_model
 
 Masks = dict[str, Tensor]
@@ -87,13 +87,11 @@ def main(data: str, count: int = 100, seed: int = 11) -> None:
                 estimate = model.apply_mask(spec, combine(found), len(episode.mixture))[0].numpy()
                 cases.append(score(group, index, name, episode, estimate, floor))
         print(f"{group}: {count} episodes", flush=True)
-    reference = {(c.group, c.episode): c for c in cases if c.method == next(iter(VARIANTS))}
-    print(f"\nPaired against 5 positives alone over {len(reference)} episodes (seed {seed}): median difference (wins)\n")
+    reference, episodes = next(iter(VARIANTS)), len({(c.group, c.episode) for c in cases})
+    print(f"\nPaired against 5 positives alone over {episodes} episodes (seed {seed}): median difference (wins)\n")
     print("| variant | SDRi | SI-SDR |\n|---|---|---|")
     for name in list(VARIANTS)[1:]:
-        mine = [c for c in cases if c.method == name]
-        sdri = np.array([c.sdri - reference[c.group, c.episode].sdri for c in mine])
-        si = np.array([c.si_sdr - reference[c.group, c.episode].si_sdr for c in mine])
+        sdri, si = (np.subtract(*paired(cases, None, name, reference, metric)) for metric in ("sdri", "si_sdr"))
         print(f"| {name} | {np.median(sdri):+.2f} dB ({(sdri > 0).sum()}) | {np.median(si):+.2f} dB ({(si > 0).sum()}) |")
     print("\nSuppression passes per episode (5 negatives; one per clip without grouping), and what grouping costs"
           " against one pass per clip (mean SDRi difference):")
