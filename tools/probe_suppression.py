@@ -95,9 +95,8 @@ def main(data: str, count: int = 100, seed: int = 11) -> None:
         print(f"| {name} | {np.median(sdri):+.2f} dB ({(sdri > 0).sum()}) | {np.median(si):+.2f} dB ({(si > 0).sum()}) |")
     print("\nSuppression passes per episode (5 negatives; one per clip without grouping), and what grouping costs"
           " against one pass per clip (mean SDRi difference):")
-    per_clip = {(c.group, c.episode): c.sdri for c in cases if c.method == "x (1 - max)^0.5"}
-    for (key, counts), name in zip(passes.items(), list(VARIANTS)[-len(GROUPINGS):]):
-        cost = np.mean([c.sdri - per_clip[c.group, c.episode] for c in cases if c.method == name])
+    for counts, name in zip(passes.values(), list(VARIANTS)[-len(GROUPINGS):]):
+        cost = np.mean(np.subtract(*paired(cases, None, name, "x (1 - max)^0.5")))
         print(f"- {name}: {np.mean(counts):.2f} passes, {cost:+.3f} dB")
 
 
