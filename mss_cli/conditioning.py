@@ -39,9 +39,11 @@ class Conditioning:
     suppress: "torch.Tensor | None" = None  # noqa: F821
 
 
-def clip_windows(path: str | Path, sample_rate: int) -> list[np.ndarray]:
-    """Mono windows of one example clip, checked for length and silence."""
+def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | None = None) -> list[np.ndarray]:
+    """Mono windows of one example clip, checked for length and silence; with ``reference_dbfs``, the
+    whole clip scaled to that gated level (the model's training clips', ``ModelConfig.clip_dbfs``)."""
     from mss_cli.audio import read_mono
+    from mss_cli.level import gain_to, level_dbfs
 
     window = int(WINDOW_SECONDS * sample_rate)
     minimum = int(MIN_SECONDS * sample_rate)
@@ -61,7 +63,8 @@ def clip_windows(path: str | Path, sample_rate: int) -> list[np.ndarray]:
     loud = [w for w in windows if np.abs(w).max() > SILENCE_PEAK]
     if not loud:
         raise UsageError(f"{path}: example is silent")
-    return loud
+    gain = np.float32(gain_to(level_dbfs(windows, sample_rate), reference_dbfs))
+    return [w * gain for w in loud] if gain != 1.0 else loud
 
 
 def embed_clips(model, paths: list[str], batch: int = 8) -> "torch.Tensor":  # noqa: F821
@@ -72,7 +75,7 @@ def embed_clips(model, paths: list[str], batch: int = 8) -> "torch.Tensor":  # n
     out = []
     for path in paths:
         try:
-            windows = clip_windows(path, model.config.sample_rate)
+            windows = clip_windows(path, model.config.sample_rate, model.config.clip_dbfs)
         except UsageError:
             raise
         except MssError as exc:  # a bad example file is a bad option value: exit 2

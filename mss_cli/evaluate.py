@@ -27,6 +27,7 @@ from mss_cli.conditioning import class_vector, suppression_vectors, trained_clas
 from mss_cli.data.episodes import Episode, EpisodeSampler
 from mss_cli.errors import UsageError
 from mss_cli.files import refuse_to_replace, write_atomically
+from mss_cli.level import at_level, level_dbfs
 from mss_cli.metrics import si_sdr
 from mss_cli.model import ModelConfig, Spectrogram
 from mss_cli.separate import make_separator
@@ -56,10 +57,16 @@ def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed:
     own masks are taken out of the target's too, as ``mss separate`` does by default; ``shifts``:
     each mask averaged over that many shifted passes (``Separator.mask``)."""
     device = model.device
+
+    def embed(clips: np.ndarray) -> torch.Tensor:
+        # Each clip at the level the model's training clips had, as ``conditioning.embed_clips`` does.
+        clips = np.stack([at_level(c, model.config.clip_dbfs, model.config.sample_rate) for c in clips])
+        return model.embed_windows(torch.from_numpy(clips).to(device))[None]
+
     with torch.inference_mode():
-        pos = model.embed_windows(torch.from_numpy(episode.positives[:positives]).to(device))[None]
+        pos = embed(episode.positives[:positives])
         neg_clips = episode.negatives[:negatives]
-        neg = model.embed_windows(torch.from_numpy(neg_clips).to(device))[None] if len(neg_clips) else None
+        neg = embed(neg_clips) if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
         suppress = suppression_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
     return separate_episode(model, cond, episode, suppress, shifts)
@@ -75,7 +82,8 @@ def classcond(model, episode: Episode) -> np.ndarray | None:
 def separate_episode(model, cond: torch.Tensor, episode: Episode, suppress: torch.Tensor | None = None,
                      shifts: int = 1) -> np.ndarray:
     """The episode's mixture through the separator exactly as ``mss separate`` runs it."""
-    run = make_separator(model, cond, suppress=suppress, shifts=shifts)
+    level = level_dbfs(episode.mixture, model.config.sample_rate)
+    run = make_separator(model, cond, suppress=suppress, shifts=shifts, level=level)
     return run(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 

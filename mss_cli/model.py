@@ -35,6 +35,11 @@ class ModelConfig:
     dropout: float = 0.3  # in the first three decoder blocks, in training (Spleeter's and C-U-Net's value)
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
+    # The gated levels (dBFS, ``mss_cli.level``) of the training episodes' mixtures and example clips
+    # (the medians of 300 training-split episodes of the data builder's renders). Inputs are shown to
+    # the network at these levels; None leaves them as they come.
+    mixture_dbfs: float | None = -20.8
+    clip_dbfs: float | None = -31.4
 
     @property
     def frame_multiple(self) -> int:
@@ -87,9 +92,11 @@ class Spectrogram(nn.Module):
         return out / envelope.clamp_min(1e-11)
 
 
-def log_magnitude(spec: Tensor, bins: int) -> Tensor:
-    """Compressed magnitude of the modelled bins: (batch, F, T) -> (batch, 1, bins, T)."""
-    return torch.log1p(spec[:, :bins].abs()).unsqueeze(1)
+def log_magnitude(spec: Tensor, bins: int, gain: float = 1.0) -> Tensor:
+    """Compressed magnitude of the modelled bins, of the signal scaled by ``gain``:
+    (batch, F, T) -> (batch, 1, bins, T)."""
+    magnitude = spec[:, :bins].abs()
+    return torch.log1p(magnitude * gain if gain != 1.0 else magnitude).unsqueeze(1)
 
 
 class ExampleEncoder(nn.Module):
@@ -201,10 +208,15 @@ class Separator(nn.Module):
 
     # --- conditioning ----------------------------------------------------------------------------
 
-    def features(self, audio: Tensor) -> tuple[Tensor, Tensor]:
-        """(batch, samples) -> (complex spectrogram, normalised log-magnitude features)."""
+    def features(self, audio: Tensor, gain: float = 1.0) -> tuple[Tensor, Tensor]:
+        """(batch, samples) -> (complex spectrogram, normalised log-magnitude features).
+
+        ``gain``: the features are those of the audio scaled by it, the spectrogram (which the mask
+        applies to) that of the audio as it is. The features are not scale-free, so a track is
+        shown to the network at the level the model trained at (``mss_cli.level``) while the
+        output keeps the track's own level."""
         spec = self.spectrogram.stft(audio)
-        feats = log_magnitude(spec, self.config.bins)
+        feats = log_magnitude(spec, self.config.bins, gain)
         feats = (feats - self.input_mean[:, None]) * self.input_scale[:, None]
         return spec, feats
 

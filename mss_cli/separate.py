@@ -1,7 +1,8 @@
-"""Separate one track: decode -> resample -> overlap-add model -> resample back -> encode.
+"""Separate one track: decode -> measure its level -> resample -> overlap-add model -> resample
+back -> encode.
 
-This is the library entry point the CLI calls for every input; it streams end to end, so memory
-does not depend on the track's length. The residual is computed as mixture minus target at the
+This is the library entry point the CLI calls for every input; it streams end to end (the level
+is a first pass over the decoded file), so memory does not depend on the track's length. The residual is computed as mixture minus target at the
 input's own rate, so target + residual reproduces the input exactly (up to output rounding).
 """
 
@@ -19,6 +20,7 @@ from mss_cli.audio import AtomicWriter, AudioReader, Resampler, WavStreamWriter,
 from mss_cli.conditioning import Conditioning
 from mss_cli.engine import OverlapAdd
 from mss_cli.errors import MssError
+from mss_cli.level import level_dbfs
 
 
 @dataclass
@@ -54,17 +56,24 @@ class Outputs:
     paths: dict[str, tuple[str, Path | str]] = field(default_factory=dict)
 
 
-def make_separator(model, cond_vector, precision: str = "auto", suppress=None, shifts: int = 1) -> Callable:
+def make_separator(model, cond_vector, precision: str = "auto", suppress=None, shifts: int = 1,
+                   level: float | None = None) -> Callable:
     """A function rows (N, samples) -> target rows, running the model on its device with the
     conditioning folded into its weights (``bind_conditioning``) and in ``precision``; every mask
     is the mean over ``shifts`` passes (``Separator.mask``).
 
     ``suppress`` (M, cond_dim), from ``conditioning.suppression_vectors``: one more pass per row of
     it, each separating an unwanted instrument, whose mask is then taken out of the target's
-    (``suppress`` in the model). The spectrogram is computed once for all of them."""
+    (``suppress`` in the model). The spectrogram is computed once for all of them.
+
+    ``level``: the whole input's gated level in dBFS (``level.level_dbfs``); the network sees the
+    input scaled to the level its training mixtures had (``ModelConfig.mixture_dbfs``), so a loud
+    master and a quiet recording of one song separate alike, and the output keeps the input's own
+    level. None: the input as it comes."""
     import torch
 
     from mss_cli.device import autocast_dtype
+    from mss_cli.level import gain_to
     from mss_cli.model import bind_conditioning
     from mss_cli.model import suppress as take_out
 
@@ -73,11 +82,12 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None, s
     unwanted = [bind_conditioning(model, v.reshape(1, -1)) for v in ([] if suppress is None else suppress)]
     dtype = autocast_dtype(str(device), precision)
     unused = torch.zeros(1, model.config.cond_dim, device=device)
+    gain = gain_to(level, model.config.mixture_dbfs)
 
     def run(rows: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             rows = rows.to(device)
-            spec, feats = bound.features(rows)
+            spec, feats = bound.features(rows, gain)
             cond = unused.expand(rows.shape[0], -1)
             mask = bound.mask(feats, cond, shifts)
             if unwanted:
@@ -118,7 +128,11 @@ def separate_file(model, cond: Conditioning, source: str | Path, outputs: Output
             rate = model.config.sample_rate
             chunk = int(options.chunk_seconds * rate)
             align = model.config.hop * model.config.frame_multiple
-            engine = OverlapAdd(make_separator(model, cond.vector, options.precision, cond.suppress, options.shifts), chunk, options.overlap, options.batch_size, on_chunk, align)
+            # A first pass over the decoded file (a seekable file, stdin's spool included): the level is
+            # the whole track's, so every chunk is scaled alike and chunking changes nothing.
+            level = level_dbfs(reader.blocks(), info.sample_rate)
+            separate = make_separator(model, cond.vector, options.precision, cond.suppress, options.shifts, level)
+            engine = OverlapAdd(separate, chunk, options.overlap, options.batch_size, on_chunk, align)
             model_frames = int(round(info.frames * rate / info.sample_rate))
             if on_start:
                 on_start(engine.chunks_for(model_frames))

@@ -20,6 +20,7 @@ from mss_cli.device import autocast_dtype
 from mss_cli.engine import OverlapAdd
 from mss_cli.errors import UsageError
 from mss_cli.inputs import Naming, shard
+from mss_cli.level import inputs_as_they_come
 from mss_cli.metrics import snr_db
 from mss_cli.separate import Outputs, SeparationOptions, make_separator, separate_file
 from mss_cli.weights import load_model
@@ -157,6 +158,43 @@ def test_channel_layouts_and_rates_are_kept(tmp_path, tiny_weights, channels, ra
     x, _ = sf.read(src, always_2d=True)
     assert tr == rate and t.shape == x.shape
     np.testing.assert_allclose(t + r, x, atol=1e-5)
+
+
+def test_level_meter_gates_silence_and_matches_in_blocks():
+    from mss_cli.level import at_level, gain_to, level_dbfs
+
+    x = tone(4.0)
+    rms_db = 10 * np.log10(np.mean(np.square(x, dtype=np.float64)))
+    assert level_dbfs(x, 44100) == pytest.approx(rms_db, abs=0.05)
+    # A silent half (and a faint hiss) does not make the track look quieter; nor does reading it in blocks.
+    padded = np.concatenate([np.zeros((4 * 44100, 2), np.float32), 1e-5 * x, x])
+    assert level_dbfs(padded, 44100) == pytest.approx(rms_db, abs=0.05)
+    assert level_dbfs(blocks_of(padded, 3001), 44100) == pytest.approx(level_dbfs(padded, 44100), abs=1e-9)
+    assert level_dbfs(np.zeros((44100, 2), np.float32), 44100) is None
+    assert gain_to(None, -20.0) == gain_to(-10.0, None) == 1.0
+    assert level_dbfs(at_level(x[:, 0], -30.0, 44100), 44100) == pytest.approx(-30.0, abs=1e-3)
+
+
+def test_separation_does_not_depend_on_the_input_level(tmp_path, tiny_weights):
+    """A track and its example clip 18 dB louder give the same target, 18 dB louder: the network sees
+    both at its training level (``mss_cli.level``), and the mask applies to the audio as it came."""
+    model = load_model(tiny_weights)
+    x = tone(3.0, freq=220) + tone(3.0, freq=330, seed=1)
+    targets = []
+    for gain in (1.0, 8.0):
+        folder = tmp_path / str(gain)
+        folder.mkdir()
+        sf.write(folder / "like.wav", gain * tone(1.5, channels=1), 44100, subtype="FLOAT")
+        sf.write(folder / "in.wav", gain * x, 44100, subtype="FLOAT")
+        cond = condition(model, [str(folder / "like.wav")])
+        outputs = Outputs({"target": ("t", folder / "t.wav")})
+        separate_file(model, cond, folder / "in.wav", outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
+        targets.append(sf.read(folder / "t.wav")[0] / gain)
+    assert snr_db(targets[0], targets[1]) > 60.0
+    # Without the levels the same model does depend on them: the test above is not vacuous.
+    fn = make_separator(inputs_as_they_come(model), torch.randn(model.config.cond_dim))
+    rows = torch.from_numpy(np.ascontiguousarray(x.T))
+    assert snr_db(fn(rows).numpy(), fn(8 * rows).numpy() / 8) < 40.0
 
 
 def test_long_examples_are_windowed_not_truncated(tmp_path, tiny_weights):

@@ -23,6 +23,7 @@ import torch
 from mss_cli.data.episodes import EpisodeSampler
 from mss_cli.evaluate import (BASELINE, EXAMPLE_SECONDS, FEWSHOT_5, SEGMENT_SECONDS, Case, bss_sdr, classcond, fewshot,
                               paired_note, score)
+from mss_cli.level import inputs_as_they_come
 from mss_cli.weights import BASELINE_WEIGHTS, load_model, shipped_weights
 
 
@@ -61,7 +62,8 @@ def nearest_centroids(data: str, classes: list[str], model) -> None:
 
 def main(data: str, classes: str, count: int = 40) -> None:
     torch.set_num_threads(2)
-    few, base = load_model(), load_model(shipped_weights(BASELINE_WEIGHTS))
+    # As measured, before session 15's input levels.
+    few, base = (inputs_as_they_come(load_model(w)) for w in (None, shipped_weights(BASELINE_WEIGHTS)))
     names = classes.split(",")
     paired_by_class(data, names, count, few, base)
     nearest_centroids(data, names, few)

@@ -26,6 +26,7 @@ import torch
 
 from mss_cli.conditioning import WINDOW_SECONDS
 from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, paired_note, score, separate_episode
+from mss_cli.level import inputs_as_they_come
 from mss_cli.weights import load_model
 
 
@@ -36,7 +37,7 @@ def windows(signal: np.ndarray, length: int) -> torch.Tensor:
 
 def main(data: str, weights: str, count: int = 100) -> None:
     torch.set_num_threads(2)
-    model = load_model(weights)
+    model = inputs_as_they_come(load_model(weights))  # as measured, before session 15's input levels
     length = int(WINDOW_SECONDS * model.config.sample_rate)
 
     def vector(*examples: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, fewshot, paired, paired_note, score
+from mss_cli.level import inputs_as_they_come
 from mss_cli.weights import load_model
 
 SHIFTS = (1, 2, 4, 8)
@@ -28,7 +29,7 @@ METHODS = {"5 positives": (5, 0, False), "5 positives + 5 suppressed negatives":
 
 def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None) -> None:
     torch.set_num_threads(2)
-    model = load_model(weights)
+    model = inputs_as_they_come(load_model(weights))  # as measured, before session 15's input levels
     cases: list[Case] = []
     seconds: dict[str, float] = {}
     for group in GROUPS:
