@@ -28,19 +28,21 @@ class LevelMeter:
     def __init__(self, sample_rate: int) -> None:
         self.block = max(1, int(BLOCK_SECONDS * sample_rate))
         self.powers: list[float] = []
-        self._rest = np.zeros(0, np.float64)
+        self._rest = np.zeros(0, np.float32)
 
     def add(self, audio: np.ndarray) -> None:
         """Blocks' mean power over all channels; one value per 400 ms, so a long track costs little."""
-        mono = np.square(audio.astype(np.float64)).reshape(audio.shape[0], -1).mean(axis=1)
-        data = np.concatenate([self._rest, mono])
+        frames = audio.reshape(audio.shape[0], -1).astype(np.float32, copy=False)
+        power = np.einsum("ij,ij->i", frames, frames) / frames.shape[1]  # per frame, float32: cheap
+        data = np.concatenate([self._rest, power])
         whole = data.shape[0] // self.block * self.block
-        self.powers += data[:whole].reshape(-1, self.block).mean(axis=1).tolist()
+        # Block means accumulated in float64, so a long block of small values loses nothing.
+        self.powers += (data[:whole].reshape(-1, self.block).sum(axis=1, dtype=np.float64) / self.block).tolist()
         self._rest = data[whole:]
 
     def dbfs(self) -> float | None:
         """The gated level in dBFS; None for silence. A signal shorter than one block is one block."""
-        powers = np.asarray(self.powers + ([float(self._rest.mean())] if self._rest.size else []))
+        powers = np.asarray(self.powers + ([float(self._rest.mean(dtype=np.float64))] if self._rest.size else []))
         loud = powers[powers > 10 ** (ABSOLUTE_GATE_DB / 10)]
         if loud.size == 0:
             return None
