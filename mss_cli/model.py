@@ -36,7 +36,8 @@ class ModelConfig:
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
     # The gated levels (dBFS, ``mss_cli.level``) of the training episodes' mixtures and example clips
-    # (the medians of 300 training-split episodes of the data builder's renders). Inputs are shown to
+    # (the medians of 300 training-split episodes of the data builder's renders; tools/probe_level.py
+    # prints them). Inputs are shown to
     # the network at these levels; None leaves them as they come.
     mixture_dbfs: float | None = -20.8
     clip_dbfs: float | None = -31.4

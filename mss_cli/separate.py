@@ -2,8 +2,9 @@
 back -> encode.
 
 This is the library entry point the CLI calls for every input; it streams end to end (the level
-is a first pass over the decoded file), so memory does not depend on the track's length. The residual is computed as mixture minus target at the
-input's own rate, so target + residual reproduces the input exactly (up to output rounding).
+is a first pass over the decoded file), so memory does not depend on the track's length. The
+residual is computed as mixture minus target at the input's own rate, so target + residual
+reproduces the input exactly (up to output rounding).
 """
 
 from __future__ import annotations
