@@ -37,8 +37,7 @@ class ModelConfig:
     class_names: list[str] = field(default_factory=list)
     # The gated levels (dBFS, ``mss_cli.level``) of the training episodes' mixtures and example clips
     # (the medians of 300 training-split episodes of the data builder's renders; tools/probe_level.py
-    # prints them). Inputs are shown to
-    # the network at these levels; None leaves them as they come.
+    # prints them). Inputs are shown to the network at these levels; None leaves them as they come.
     mixture_dbfs: float | None = -20.8
     clip_dbfs: float | None = -31.4
 
