@@ -179,7 +179,7 @@ def test_hydrogen_kits_play_gm_drum_parts():
     import random
 
     from mss_cli.data.hydrogen import PREFIX, HydrogenKit, available_kits
-    from mss_cli.data.render import SynthPool
+    from mss_cli.data.render import PartPlayer
     from mss_cli.data.scores import drum_part
 
     kits = available_kits(load_taxonomy().hydrogen_drumkits)
@@ -191,7 +191,7 @@ def test_hydrogen_kits_play_gm_drum_parts():
     kit = HydrogenKit(kits[0][len(PREFIX) :], 44100)
     assert {36, 38, 42} <= set(kit.notes)  # kick, snare, closed hi-hat
     part = drum_part("rock", 2, 0.125, random.Random(0))
-    audio = SynthPool().render(part, kits[0], 0, 0, True)
+    audio = PartPlayer().render(part, kits[0], 0, 0, True)
     assert audio.shape == (int((max(n.start for n in part) + 1.5) * 44100), 2)
     assert np.abs(audio[:2205]).max() > 0.01  # the downbeat's kick and crash sound at once
 
@@ -200,7 +200,7 @@ def test_a_work_renders_the_same_whatever_its_process_rendered_before(tiny_datas
     """A stem is a function of its work alone: the same plan built by one process (every work
     after the others) gives the bytes that two processes gave. A FluidSynth reused across parts
     carries state (its 64-frame block grid, dither index, voices), so each part gets a new one
-    (``SynthPool.render``); before, evaluation data differed from build to build (medians moved by
+    (``PartPlayer.render``); before, evaluation data differed from build to build (medians moved by
     up to 1.8 dB)."""
     build(tmp_path, **tiny_dataset_plan, jobs=1, progress=False)
     ours = sorted(p.relative_to(tmp_path) for p in (tmp_path / "stems").rglob("*.npy"))
@@ -210,19 +210,19 @@ def test_a_work_renders_the_same_whatever_its_process_rendered_before(tiny_datas
 
 
 def test_a_reused_synth_renders_as_a_fresh_one(tiny_dataset):
-    """The unit behind the test above: a pool that has played another part, of another length and
-    preset, plays a part exactly as a new pool does."""
+    """The unit behind the test above: a player that has played another part, of another length and
+    preset, plays a part exactly as a new player does."""
     import random
 
-    from mss_cli.data.render import SynthPool
+    from mss_cli.data.render import PartPlayer
     from mss_cli.data.scores import Note
 
     font = load_taxonomy().train_soundfonts[0]
     rng = random.Random(0)
     part = [Note(rng.uniform(0, 1.0), 0.3, rng.randrange(50, 70), 90) for _ in range(12)]
-    fresh = SynthPool().render(part, font, 0, 0, False)
-    pool = SynthPool()
-    pool.render([Note(0.0123, 0.5, 60, 80)], font, 0, 40, False)
-    again = pool.render(part, font, 0, 0, False)
+    fresh = PartPlayer().render(part, font, 0, 0, False)
+    player = PartPlayer()
+    player.render([Note(0.0123, 0.5, 60, 80)], font, 0, 40, False)
+    again = player.render(part, font, 0, 0, False)
     assert np.abs(fresh).max() > 0.01
     np.testing.assert_array_equal(again, fresh)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mss_cli.data.render import SAMPLE_RATE, SynthPool, render_work
+from mss_cli.data.render import SAMPLE_RATE, PartPlayer, render_work
 from mss_cli.data.scores import Work, pop_arrangement
 from mss_cli.data.taxonomy import load_taxonomy
 
@@ -43,11 +43,11 @@ def render_demo(out: str | Path, targets: tuple[str, str] = ("bass", "trumpet"),
     """Write demo_mix.flac, reference/<class>.flac and clips/<class>_<n>.flac under ``out``."""
     tax = load_taxonomy(TAXONOMY_VERSION)
     fonts = tax.redistributable_soundfonts
-    pool = SynthPool()
+    player = PartPlayer()
     out = Path(out)
     written: list[Path] = []
     work, rng = _arrangement_with(set(targets) | {"drums"}, "demo", 0, seconds)
-    stems = render_work(work, pool, tax, rng, fonts, ())
+    stems = render_work(work, player, tax, rng, fonts, ())
     mix = np.sum([a for _, a in stems], axis=0)
     (out / "reference").mkdir(parents=True, exist_ok=True)
     (out / "clips").mkdir(parents=True, exist_ok=True)
@@ -63,7 +63,7 @@ def render_demo(out: str | Path, targets: tuple[str, str] = ("bass", "trumpet"),
             other, orng = _arrangement_with({cls}, "democlip", start, 12.0)
             start = int(other.work_id.rsplit("-", 1)[1]) + 1
             other.stems = [s for s in other.stems if s.instrument == cls] + [s for s in other.stems if s.instrument != cls][:1]
-            solo = next(a for m, a in render_work(other, pool, tax, orng, fonts, ()) if m["class"] == cls)
+            solo = next(a for m, a in render_work(other, player, tax, orng, fonts, ()) if m["class"] == cls)
             clip = _active_excerpt(solo, int(CLIP_SECONDS * SAMPLE_RATE))
             clip = clip * (0.5 / max(1e-6, float(np.abs(clip).max())))
             path = out / "clips" / f"{cls}_{n}.flac"

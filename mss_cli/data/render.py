@@ -29,7 +29,7 @@ TAIL_SECONDS = 1.5
 HYDROGEN_GAIN = 0.3  # recorded kits peak near full scale; FluidSynth renders at gain 0.4
 
 
-class SynthPool:
+class PartPlayer:
     """Plays parts on soundfont presets and recorded Hydrogen kits.
 
     Every part gets a new FluidSynth: a reused one carries state from what it played before (notes
@@ -119,13 +119,13 @@ def colour(audio: np.ndarray, rng: random.Random) -> np.ndarray:
     return (out * (np.sqrt(2.0) * np.array([np.cos(theta), np.sin(theta)]))).astype(np.float32)
 
 
-def render_work(work: Work, pool: SynthPool, taxonomy: Taxonomy, rng: random.Random,
+def render_work(work: Work, player: PartPlayer, taxonomy: Taxonomy, rng: random.Random,
                 soundfonts: tuple[str, ...], drumkits: tuple[str, ...]) -> list[tuple[dict, np.ndarray]]:
     """Render every stem, pad them to one length and scale them jointly so the mixture never clips."""
     rendered: list[tuple[dict, np.ndarray]] = []
     for stem in work.stems:
         soundfont, bank, program = presets_for(stem.instrument, taxonomy, soundfonts, rng, drumkits)
-        audio = pool.render(humanise(stem.notes, rng), soundfont, bank, program, stem.instrument == "drums")
+        audio = player.render(humanise(stem.notes, rng), soundfont, bank, program, stem.instrument == "drums")
         if np.abs(audio).max() < 1e-4:
             continue  # a preset missing from this soundfont renders silence: not a stem
         gain_db = rng.uniform(-6.0, 0.0) if stem.role in ("drums", "bass") else rng.uniform(-10.0, 0.0)
@@ -171,12 +171,12 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
         fonts = tuple(f for f in (taxonomy.reserved_soundfonts if reserved else taxonomy.train_soundfonts) if os.path.exists(f))
         kits = () if reserved else tuple(f for f in taxonomy.drumkit_soundfonts if os.path.exists(f)) + tuple(
             available_kits(taxonomy.hydrogen_drumkits))
-        global _POOL
-        if "_POOL" not in globals():
-            _POOL = SynthPool()
+        global _PLAYER
+        if "_PLAYER" not in globals():
+            _PLAYER = PartPlayer()
         stem_dir = out_dir / "stems" / spec.work_id
         stem_dir.mkdir(parents=True, exist_ok=True)
-        for i, (meta, audio) in enumerate(render_work(work, _POOL, taxonomy, rng, fonts, kits)):
+        for i, (meta, audio) in enumerate(render_work(work, _PLAYER, taxonomy, rng, fonts, kits)):
             path = stem_dir / f"{i:02d}_{meta['class']}.npy"
             data = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
             np.save(path, data)
