@@ -43,7 +43,7 @@ def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | Non
     """Mono windows of one example clip, checked for length and silence; with ``reference_dbfs``, the
     whole clip scaled to that gated level (the model's training clips', ``ModelConfig.clip_dbfs``)."""
     from mss_cli.audio import read_mono
-    from mss_cli.level import gain_to, level_dbfs
+    from mss_cli.level import gain_for
 
     window = int(WINDOW_SECONDS * sample_rate)
     minimum = int(MIN_SECONDS * sample_rate)
@@ -63,8 +63,8 @@ def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | Non
     loud = [w for w in windows if np.abs(w).max() > SILENCE_PEAK]
     if not loud:
         raise UsageError(f"{path}: example is silent")
-    gain = np.float32(gain_to(level_dbfs(windows, sample_rate), reference_dbfs))
-    return [w * gain for w in loud] if gain != 1.0 else loud
+    gain = np.float32(gain_for(windows, reference_dbfs, sample_rate))
+    return [w * gain for w in loud]
 
 
 def embed_clips(model, paths: list[str], batch: int = 8) -> "torch.Tensor":  # noqa: F821

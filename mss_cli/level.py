@@ -67,10 +67,14 @@ def gain_to(level: float | None, reference_dbfs: float | None) -> float:
     return float(10 ** ((reference_dbfs - level) / 20))
 
 
+def gain_for(audio: np.ndarray | Iterable[np.ndarray], reference_dbfs: float | None, sample_rate: int) -> float:
+    """The factor that brings ``audio`` (an array, or its blocks) to ``reference_dbfs``."""
+    return gain_to(level_dbfs(audio, sample_rate), reference_dbfs)
+
+
 def at_level(audio: np.ndarray, reference_dbfs: float | None, sample_rate: int) -> np.ndarray:
     """``audio`` scaled to ``reference_dbfs`` (an example clip, before the model embeds it)."""
-    gain = gain_to(level_dbfs(audio, sample_rate), reference_dbfs)
-    return audio if gain == 1.0 else (audio * gain).astype(audio.dtype, copy=False)
+    return audio * np.float32(gain_for(audio, reference_dbfs, sample_rate))
 
 
 def inputs_as_they_come(model):

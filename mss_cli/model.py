@@ -95,8 +95,7 @@ class Spectrogram(nn.Module):
 def log_magnitude(spec: Tensor, bins: int, gain: float = 1.0) -> Tensor:
     """Compressed magnitude of the modelled bins, of the signal scaled by ``gain``:
     (batch, F, T) -> (batch, 1, bins, T)."""
-    magnitude = spec[:, :bins].abs()
-    return torch.log1p(magnitude * gain if gain != 1.0 else magnitude).unsqueeze(1)
+    return torch.log1p(spec[:, :bins].abs() * gain).unsqueeze(1)
 
 
 class ExampleEncoder(nn.Module):

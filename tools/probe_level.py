@@ -58,9 +58,10 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
         for i, e in enumerate(episodes_for(data, group, count, seed)):
             floor = bss_sdr(e.target, e.mixture)
             mix_level = level_dbfs(e.mixture, RATE)
-            clip_gains = np.array([gain_to(level_dbfs(c, RATE), clip_ref) for c in e.positives], np.float32)[:, None]
+            clip_levels = [level_dbfs(c, RATE) for c in e.positives]
+            clip_gains = np.array([gain_to(level, clip_ref) for level in clip_levels], np.float32)[:, None]
             levels["mixture"].append(mix_level)
-            levels["positive clip"] += [level_dbfs(c, RATE) for c in e.positives[:5]]
+            levels["positive clip"] += clip_levels[:5]
             variants = {"as rendered": (raw, 1.0, e.positives)}
             for gain_db in GAINS_DB:
                 g = 10 ** (gain_db / 20)
