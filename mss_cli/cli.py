@@ -24,12 +24,22 @@ from mss_cli import __version__
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import refuse_to_replace
 
-app = typer.Typer(
-    name="mss", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    help="Few-shot music source separation: pull one instrument out of a recording, given a few example clips of it.",
-)
+app = typer.Typer(name="mss", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 data_app = typer.Typer(no_args_is_help=True, help="Training data: render multitrack stems with FluidSynth.")
 app.add_typer(data_app, name="data")
+
+
+def print_version(value: bool) -> None:
+    """``mss --version``: eager, so it answers before any command is parsed (and imports no torch)."""
+    if value:
+        print(f"mss {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                         help="Print the version and exit.")) -> None:
+    """Few-shot music source separation: pull one instrument out of a recording, given a few example clips of it."""
 
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 EXAMPLE_OPTIONS = ("--like", "--not")
@@ -515,7 +525,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # Click's usage errors (Typer vendors Click)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        if "\n" in message:  # 'no arguments': the help text itself
+        if not message.strip():  # 'no arguments': the help was printed, there is nothing to add
+            pass
+        elif "\n" in message:  # the help text itself
             say(message)
         else:
             ctx = getattr(exc, "ctx", None)

@@ -47,6 +47,14 @@ def test_help_is_fast_and_does_not_import_torch():
     assert "--like" in proc.stdout
 
 
+def test_version_and_bare_command(capsys):
+    from mss_cli import __version__
+
+    assert run(capsys, "--version") == (0, f"mss {__version__}\n", "")
+    code, out, err = run(capsys)  # no command: the help, and no empty error line after it
+    assert code == 2 and "separate" in out and "error" not in err
+
+
 def new_file_mode() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
