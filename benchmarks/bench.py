@@ -195,6 +195,9 @@ def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.
     wall_not, _ = mss("separate", str(track_path), *common, "--not", *negatives, threads=args.threads)
     rows.append((f"  the same with {len(negatives)} --not clips of one instrument (suppressed)",
                  f"{args.minutes * 60 / wall_not:.1f}x ({wall_not:.2f} s)"))
+    wall_class, _ = mss("separate", str(track_path), *common, "--class", "trumpet", threads=args.threads)
+    rows.append(("  the same with --class trumpet (the baseline's mask averaged in)",
+                 f"{args.minutes * 60 / wall_class:.1f}x ({wall_class:.2f} s)"))
     wall_shifts, _ = mss("separate", str(track_path), *common, "--shifts", str(args.shifts), threads=args.threads)
     rows.append((f"  the same with --shifts {args.shifts}",
                  f"{args.minutes * 60 / wall_shifts:.1f}x ({wall_shifts:.2f} s)"))

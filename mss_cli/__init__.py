@@ -22,6 +22,7 @@ _EXPORTS = {
     "shipped_weights": "mss_cli.weights",
     "condition": "mss_cli.conditioning",
     "load_profile": "mss_cli.conditioning",
+    "with_class": "mss_cli.conditioning",
     "save_profile": "mss_cli.conditioning",
     "separate_file": "mss_cli.separate",
     "Outputs": "mss_cli.separate",

@@ -98,9 +98,9 @@ def check_examples(like: list[str], not_: list[str], profile: Optional[str],
     """Validate the example options (before the model loads: usage errors should be instant)."""
     from mss_cli.inputs import expand_examples
 
-    if class_name:
-        if like or not_ or profile:
-            raise UsageError("--class replaces example clips: give --class or --like/--not/--profile, not both")
+    if class_name and not (like or profile):
+        if not_:
+            raise UsageError("--not needs --like: the class-conditioned model alone takes no example clips")
         return [], []
     if profile and like:
         raise UsageError("give either --like or --profile, not both")
@@ -116,14 +116,15 @@ def check_examples(like: list[str], not_: list[str], profile: Optional[str],
 
 
 def conditioning_for(model, positives: list[str], negatives: list[str], profile: Optional[str],
-                     class_name: Optional[str] = None):
-    from mss_cli.conditioning import class_condition, condition, load_profile
+                     class_name: Optional[str] = None, baseline=None):
+    """The run's conditioning: ``class_name`` alone is the class-conditioned ``model``'s vector; with
+    clips or a profile, the few-shot ``model``'s, averaged with ``baseline``'s for ``class_name``."""
+    from mss_cli.conditioning import class_condition, condition, load_profile, with_class
 
-    if class_name:
+    if class_name and baseline is None:
         return class_condition(model, class_name)
-    if profile:
-        return load_profile(profile_path(profile), model)
-    return condition(model, positives, negatives)
+    cond = load_profile(profile_path(profile), model) if profile else condition(model, positives, negatives)
+    return with_class(model, cond, baseline, class_name) if class_name else cond
 
 
 @app.command()
@@ -133,7 +134,7 @@ def separate(
     not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what NOT to keep (optional)."),
     suppress: bool = typer.Option(True, "--suppress/--no-suppress", help="Separate each --not instrument too and take it out of the target (one more model pass per instrument: similar clips share one; --no-suppress: the negatives only steer the model)."),
     profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A saved conditioning (mss embed): a name or a .safetensors path."),
-    class_name: Optional[str] = typer.Option(None, "--class", help="No clips: an instrument class (bass, piano, ...) with the class-conditioned baseline model."),
+    class_name: Optional[str] = typer.Option(None, "--class", help="An instrument class (bass, piano, ...): alone, the class-conditioned baseline model separates it; with --like/--profile, its separation is averaged with the few-shot model's (better on its 33 classes)."),
     out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - to write the target as WAV to stdout."),
     filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output name template: {track} {stem} {ext} {parent}."),
     name: Optional[str] = typer.Option(None, "--name", help="Name of the target stem (default: target; the residual becomes no_NAME)."),
@@ -151,7 +152,8 @@ def separate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per written file on stdout."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Model file (default: the shipped model)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Model file (default: the shipped model; with --class alone, the shipped baseline)."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Class-conditioned model that --class averages in beside --like/--profile (default: the shipped one)."),
 ) -> None:
     """Separate the instrument shown by --like from each INPUT (and write the rest as the residual)."""
     from mss_cli.inputs import STDIN, Naming, check_template, expand_inputs, parse_shard, shard
@@ -177,30 +179,35 @@ def separate(
     if name and not re.match(r"^[\w.-]+$", name):
         raise UsageError(f"--name {name!r}: use letters, digits, '_', '-' and '.'")
     positives, negatives = check_examples(like, not_, profile, class_name)
+    if baseline and not (class_name and (like or profile)):
+        raise UsageError("--baseline is the model --class averages in beside --like/--profile: give all three")
     if not files:
         if not quiet:
             say("mss: nothing to do (no audio files in this shard)")
         return
 
-    if class_name and not weights:
-        from mss_cli.weights import BASELINE_WEIGHTS, shipped_weights
+    from mss_cli.weights import BASELINE_WEIGHTS, shipped_weights
 
+    class_alone = bool(class_name) and not (like or profile)
+    if class_alone and not weights:
         weights = shipped_weights(BASELINE_WEIGHTS)
     model = load_model_for(weights, device)
+    partner = load_model_for(baseline or shipped_weights(BASELINE_WEIGHTS), device) if class_name and not class_alone else None
     if jobs > 1 and model.device.type == "cpu":
         import torch
 
         # N files at once share the cores: N x all-core thread pools would oversubscribe them badly.
         torch.set_num_threads(max(1, torch.get_num_threads() // jobs))
     started = time.time()
-    cond = conditioning_for(model, positives, negatives, profile, class_name)
+    cond = conditioning_for(model, positives, negatives, profile, class_name, partner)
     if not suppress:
         cond = replace(cond, suppress=None)
     if not quiet and not as_json:
-        what = f"class {class_name}" if class_name else f"{len(cond.positives)} example(s)" + (
+        what = f"class {class_name}" if class_alone else f"{len(cond.positives)} example(s)" + (
             f", {len(cond.negatives)} negative(s)" if cond.negatives else "") + (
             " (suppressed)" if cond.suppress is not None else "")
-        say(f"mss: {what} embedded in {time.time() - started:.1f} s on {model.device}")
+        averaged = f"; averaged with the class-conditioned baseline's {class_name}" if partner is not None else ""
+        say(f"mss: {what} embedded in {time.time() - started:.1f} s on {model.device}{averaged}")
 
     from mss_cli.separate import Outputs, SeparationOptions
 

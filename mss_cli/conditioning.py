@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,9 @@ class Conditioning:
     # (groups, cond_dim): one unwanted instrument per group of similar negative clips, whose mask the
     # separator takes out of the target's (``suppression_vectors``); None: the negatives only steer.
     suppress: "torch.Tensor | None" = None  # noqa: F821
+    # (model, vector) pairs whose masks are averaged with this one's (``with_class``); not stored in
+    # profiles: they name another model, which a profile is not tied to.
+    partners: list[tuple] = field(default_factory=list)
 
 
 def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | None = None) -> list[np.ndarray]:
@@ -170,6 +173,17 @@ def class_vector(model, name: str) -> "torch.Tensor":  # noqa: F821
 def class_condition(model, name: str) -> Conditioning:
     """``--class NAME``: the class's vector, labelled like a conditioning made from clips."""
     return Conditioning(class_vector(model, name), model.model_id, [f"class:{name}"], [])
+
+
+def with_class(model, cond: Conditioning, baseline, name: str) -> Conditioning:
+    """``--like`` (or ``--profile``) together with ``--class NAME``: the few-shot ``model``'s
+    separation as ``cond`` asks, averaged mask by mask with the class-conditioned ``baseline``'s for
+    NAME (one of its trained classes). The two models were trained apart and err apart: on
+    validation episodes the average beat either alone (the model card, "Averaging with the baseline")."""
+    from mss_cli.model import check_same_transform
+
+    check_same_transform(model, baseline)
+    return replace(cond, partners=[*cond.partners, (baseline, class_vector(baseline, name))])
 
 
 def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) -> Path:

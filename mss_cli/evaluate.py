@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,6 +39,7 @@ BASELINE = "class-conditioned baseline"
 FEWSHOT_5 = "few-shot, 5 positives"
 FEWSHOT_5_NEG = "few-shot, 5 positives + 5 negatives"
 FEWSHOT_5_SUPPRESSED = "few-shot, 5 positives + 5 suppressed negatives"
+AVERAGED = ", averaged with the baseline"  # the suffix of the methods that --class with --like runs
 
 
 def bss_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -51,12 +52,17 @@ def bss_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed: bool = False,
-            shifts: int = 1) -> np.ndarray:
+            shifts: int = 1, baseline=None) -> np.ndarray | None:
     """The few-shot model given the episode's first ``positives`` and ``negatives`` clips, on the
     model's device (training validates on the GPU it trains on); ``suppressed``: the negatives'
     own masks are taken out of the target's too, as ``mss separate`` does by default; ``shifts``:
-    each mask averaged over that many shifted passes (``Separator.mask``)."""
+    each mask averaged over that many shifted passes (``Separator.mask``); ``baseline``: averaged
+    with that class-conditioned model's mask for the target's class (``--class`` with ``--like``),
+    or None where the baseline was not trained on it."""
     device = model.device
+    if baseline is not None and episode.target_class not in trained_classes(baseline):
+        return None
+    partners = [] if baseline is None else [(baseline, class_vector(baseline, episode.target_class))]
 
     def embed(clips: np.ndarray) -> torch.Tensor:
         # Each clip at the level the model's training clips had, as ``conditioning.embed_clips`` does.
@@ -69,7 +75,7 @@ def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed:
         neg = embed(neg_clips) if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
         suppress = suppression_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
-    return separate_episode(model, cond, episode, suppress, shifts)
+    return separate_episode(model, cond, episode, suppress, shifts, partners)
 
 
 def classcond(model, episode: Episode) -> np.ndarray | None:
@@ -80,10 +86,10 @@ def classcond(model, episode: Episode) -> np.ndarray | None:
 
 
 def separate_episode(model, cond: torch.Tensor, episode: Episode, suppress: torch.Tensor | None = None,
-                     shifts: int = 1) -> np.ndarray:
+                     shifts: int = 1, partners: Sequence[tuple] = ()) -> np.ndarray:
     """The episode's mixture through the separator exactly as ``mss separate`` runs it."""
     level = level_dbfs(episode.mixture, model.config.sample_rate)
-    run = make_separator(model, cond, suppress=suppress, shifts=shifts, level=level)
+    run = make_separator(model, cond, suppress=suppress, shifts=shifts, level=level, partners=partners)
     return run(torch.from_numpy(episode.mixture)[None])[0].numpy()
 
 
@@ -159,6 +165,19 @@ def episodes_for(root: str | Path, group: str, count: int, seed: int) -> list[Ep
     return [sampler.sample(positives=10, negatives=5) for _ in range(count)]
 
 
+def group_episodes(root: str | Path, count: int, seed: int, progress=print) -> Iterator[tuple[str, list[Episode]]]:
+    """Each group's fixed episodes (``episodes_for``), skipping with a note a group the data has no
+    usable stems for (a small or custom render may lack a split), so one missing group does not end
+    a run that has the others."""
+    for group in GROUPS:
+        try:
+            episodes = episodes_for(root, group, count, seed)
+        except ValueError as exc:
+            progress(f"skipping {group}: {exc}")
+            continue
+        yield group, episodes
+
+
 def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: int = 7,
              progress=print, methods: Sequence[str] = ()) -> list[Case]:
     """Run every method (or those named in ``methods``) on fixed episodes of each group
@@ -176,17 +195,14 @@ def evaluate(root: str | Path, model, baseline=None, episodes: int = 30, seed: i
     }
     if baseline is not None:
         every[BASELINE] = lambda e: classcond(baseline, e)
+        every[FEWSHOT_5 + AVERAGED] = lambda e: fewshot(model, e, 5, 0, baseline=baseline)
+        every[FEWSHOT_5_SUPPRESSED + AVERAGED] = lambda e: fewshot(model, e, 5, 5, suppressed=True, baseline=baseline)
     unknown = [m for m in methods if m not in every]
     if unknown:
         raise UsageError(f"no method {unknown[0]!r} here; the methods are: {'; '.join(every)}")
     chosen = {m: every[m] for m in methods} if methods else every
     cases: list[Case] = []
-    for group in GROUPS:
-        try:
-            eps = episodes_for(root, group, episodes, seed)
-        except ValueError as exc:
-            progress(f"skipping {group}: {exc}")
-            continue
+    for group, eps in group_episodes(root, episodes, seed, progress):
         started = time.time()
         for index, e in enumerate(eps):
             floor = bss_sdr(e.target, e.mixture)
@@ -213,8 +229,10 @@ def table(cases: list[Case]) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     counts = ", ".join(f"{g}: {sum(c.group == g and c.method == methods[0] for c in cases)} cases" for g in groups)
     notes = [f"Medians over fixed episodes ({counts}); {SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips."]
-    notes += [paired_note(cases, g, m, FEWSHOT_5) for g in pools(groups) for m in (BASELINE, FEWSHOT_5_NEG, FEWSHOT_5_SUPPRESSED)]
-    notes += [paired_note(cases, g, FEWSHOT_5_SUPPRESSED, FEWSHOT_5_NEG) for g in pools(groups)]
+    notes += [paired_note(cases, g, m, FEWSHOT_5) for g in pools(cases) for m in (BASELINE, FEWSHOT_5_NEG, FEWSHOT_5_SUPPRESSED)]
+    notes += [paired_note(cases, g, FEWSHOT_5_SUPPRESSED, FEWSHOT_5_NEG) for g in pools(cases)]
+    notes += [paired_note(cases, g, FEWSHOT_5 + AVERAGED, m) for g in pools(cases) for m in (FEWSHOT_5, BASELINE)]
+    notes += [paired_note(cases, g, FEWSHOT_5_SUPPRESSED + AVERAGED, FEWSHOT_5_SUPPRESSED) for g in pools(cases)]
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" if i else n for i, n in enumerate(x for x in notes if x)) + "\n"
 
 
@@ -251,10 +269,11 @@ def paired(cases: list[Case], group: str | None, method: str, other: str,
     return np.array([ours[k] for k in both]), np.array([theirs[k] for k in both])
 
 
-def pools(groups: list[str]) -> list[str | None]:
-    """The groups to pair on: each, then all of them pooled (None) where there are several, since a
-    sub-decibel difference that 100 episodes of one group cannot resolve may show over 300."""
-    return [*groups, None] if len(groups) > 1 else list(groups)
+def pools(cases: list[Case]) -> list[str | None]:
+    """The groups of ``cases`` to pair on: each, then all of them pooled (None) where there are several,
+    since a sub-decibel difference that 100 episodes of one group cannot resolve may show over 300."""
+    groups = list(dict.fromkeys(c.group for c in cases))
+    return [*groups, None] if len(groups) > 1 else groups
 
 
 def paired_note(cases: list[Case], group: str | None, method: str, other: str, metric: str = "sdri") -> str:
@@ -299,9 +318,8 @@ def against(cases: list[Case], earlier: list[Case], label: str) -> str:
         raise UsageError(f"{label}: its episodes are not this run's (another dataset or --seed?)")
     both = ([replace(c, method=f"{c.method} (this run)") for c in cases]
             + [replace(c, method=f"{c.method} ({label})") for c in earlier])
-    groups = list(dict.fromkeys(c.group for c in cases))
     methods = [m for m in dict.fromkeys(c.method for c in cases) if not m.startswith("mixture")]
-    notes = [paired_note(both, g, f"{m} (this run)", f"{m} ({label})") for m in methods for g in pools(groups)]
+    notes = [paired_note(both, g, f"{m} (this run)", f"{m} ({label})") for m in methods for g in pools(cases)]
     lines = [n for n in notes if n] or [f"No episode and method in common with {label}."]
     return "\n".join(f"- {n}" for n in lines) + "\n"
 

@@ -215,9 +215,12 @@ class Separator(nn.Module):
         shown to the network at the level the model trained at (``mss_cli.level``) while the
         output keeps the track's own level."""
         spec = self.spectrogram.stft(audio)
-        feats = log_magnitude(spec, self.config.bins, gain)
-        feats = (feats - self.input_mean[:, None]) * self.input_scale[:, None]
-        return spec, feats
+        return spec, self.features_of(spec, gain)
+
+    def features_of(self, spec: Tensor, gain: float = 1.0) -> Tensor:
+        """The normalised log-magnitude features of a complex spectrogram made by this model's
+        transform: models with the same transform share one STFT (``make_separator``'s partners)."""
+        return (log_magnitude(spec, self.config.bins, gain) - self.input_mean[:, None]) * self.input_scale[:, None]
 
     def embed_windows(self, windows: Tensor) -> Tensor:
         """Mono example windows (N, samples) -> embeddings (N, embed_dim)."""
@@ -297,6 +300,18 @@ class Separator(nn.Module):
         """Mono signals (B, samples) and their conditioning (B, cond_dim) -> target estimate (B, samples)."""
         spec, feats = self.features(audio)
         return self.apply_mask(spec, self.mask(feats, cond), audio.shape[-1])
+
+
+def check_same_transform(model: "Separator", other: "Separator") -> None:
+    """Masks can be averaged only between models on one STFT grid, chunk alignment and device."""
+    from mss_cli.errors import UsageError
+
+    keys = ("sample_rate", "n_fft", "hop", "frame_multiple")
+    mine, theirs = ({k: getattr(m.config, k) for k in keys} for m in (model, other))
+    if mine != theirs:
+        raise UsageError(f"these two models cannot be averaged: their transforms differ ({mine} vs {theirs})")
+    if other.device != model.device:
+        raise UsageError(f"these two models are on different devices ({model.device}, {other.device})")
 
 
 def suppress(mask: Tensor, unwanted: Tensor) -> Tensor:

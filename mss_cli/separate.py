@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +58,7 @@ class Outputs:
 
 
 def make_separator(model, cond_vector, precision: str = "auto", suppress=None, shifts: int = 1,
-                   level: float | None = None) -> Callable:
+                   level: float | None = None, partners: Sequence[tuple] = ()) -> Callable:
     """A function rows (N, samples) -> target rows, running the model on its device with the
     conditioning folded into its weights (``bind_conditioning``) and in ``precision``; every mask
     is the mean over ``shifts`` passes (``Separator.mask``).
@@ -70,17 +70,26 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None, s
     ``level``: the whole input's gated level in dBFS (``level.level_dbfs``); the network sees the
     input scaled to the level its training mixtures had (``ModelConfig.mixture_dbfs``), so a loud
     master and a quiet recording of one song separate alike, and the output keeps the input's own
-    level. None: the input as it comes."""
+    level. None: the input as it comes.
+
+    ``partners``: (model, conditioning vector) pairs, other separators with the same transform
+    (``conditioning.with_class``: the class-conditioned baseline); the target's mask is the mean of
+    theirs and this model's (after its suppression: the partners get no negatives), a two-model
+    ensemble that averages out part of each model's errors (the model card, "Averaging with the
+    baseline")."""
     import torch
 
     from mss_cli.device import autocast_dtype
     from mss_cli.level import gain_to
-    from mss_cli.model import bind_conditioning
+    from mss_cli.model import bind_conditioning, check_same_transform
     from mss_cli.model import suppress as take_out
 
     device = model.device
     bound = bind_conditioning(model, cond_vector.reshape(1, -1))
     unwanted = [bind_conditioning(model, v.reshape(1, -1)) for v in ([] if suppress is None else suppress)]
+    for other, _ in partners:
+        check_same_transform(model, other)
+    bound_partners = [(bind_conditioning(m, v.reshape(1, -1)), gain_to(level, m.config.mixture_dbfs)) for m, v in partners]
     dtype = autocast_dtype(str(device), precision)
     unused = torch.zeros(1, model.config.cond_dim, device=device)
     gain = gain_to(level, model.config.mixture_dbfs)
@@ -96,6 +105,10 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None, s
                 for other in unwanted[1:]:
                     most = torch.maximum(most, other.mask(feats, cond, shifts))
                 mask = take_out(mask, most)
+            for partner, partner_gain in bound_partners:
+                idle = torch.zeros(rows.shape[0], partner.config.cond_dim, device=device)
+                mask = mask + partner.mask(partner.features_of(spec, partner_gain), idle, shifts)
+            mask = mask / (1 + len(bound_partners))
             out = bound.apply_mask(spec, mask, rows.shape[-1])
         return out.float().cpu()
 
@@ -132,7 +145,8 @@ def separate_file(model, cond: Conditioning, source: str | Path, outputs: Output
             # A first pass over the decoded file (a seekable file, stdin's spool included): the level is
             # the whole track's, so every chunk is scaled alike and chunking changes nothing.
             level = level_dbfs(reader.blocks(), info.sample_rate)
-            separate = make_separator(model, cond.vector, options.precision, cond.suppress, options.shifts, level)
+            separate = make_separator(model, cond.vector, options.precision, cond.suppress, options.shifts, level,
+                                      cond.partners)
             engine = OverlapAdd(separate, chunk, options.overlap, options.batch_size, on_chunk, align)
             model_frames = int(round(info.frames * rate / info.sample_rate))
             if on_start:

@@ -291,13 +291,34 @@ def test_class_conditioned_model_separates_by_class_name(capsys, workdir, tiny_w
     assert target.shape == sf.read("song.wav")[0].shape
     for args, weights, needles in (
         (["--class", "viola"], tiny_classcond_weights, ["viola", "not a class this model was trained on"]),
-        (["--class", "bass", "--like", "like_1.wav"], tiny_classcond_weights, ["--class", "not both"]),
+        (["--class", "bass", "--not", "like_1.wav"], tiny_classcond_weights, ["--not needs --like"]),
         (["--class", "bass"], tiny_weights, ["--class needs a class-conditioned model"]),
+        (["--like", "like_1.wav", "--baseline", str(tiny_classcond_weights)], tiny_weights, ["--baseline", "give all three"]),
+        (["--like", "like_1.wav", "--class", "bass", "--baseline", str(tiny_weights)], tiny_weights,
+         ["--class needs a class-conditioned model"]),
+        (["--like", "like_1.wav", "--class", "viola", "--baseline", str(tiny_classcond_weights)], tiny_weights,
+         ["viola", "not a class this model was trained on"]),
         (["--like", "like_1.wav"], tiny_classcond_weights, ["class-conditioned", "--class NAME"]),
     ):
         code, _, err = separate(capsys, weights, "song.wav", *args, "--overwrite")
         assert code == 2, err
         assert_one_line_error(err, *needles)
+
+
+def test_class_name_with_clips_averages_the_two_models(capsys, workdir, tiny_weights, tiny_classcond_weights):
+    """--like with --class: the few-shot and the class-conditioned separations, averaged; with --not
+    the negatives are taken out of the few-shot model's share (the baseline gets none)."""
+    def target(*args: str) -> np.ndarray:
+        code, _, err = run(capsys, "separate", "song.wav", *args, "--bit-depth", "32f", "--overwrite", "--quiet")
+        assert code == 0, err
+        return sf.read("separated/song/target.wav")[0]
+
+    for negatives in ([], ["--not", "not_1.wav"]):
+        fewshot = target("--like", "like_1.wav", *negatives, "--weights", str(tiny_weights))
+        baseline = target("--class", "bass", "--weights", str(tiny_classcond_weights))
+        both = target("--like", "like_1.wav", *negatives, "--class", "bass", "--weights", str(tiny_weights),
+                      "--baseline", str(tiny_classcond_weights))
+        np.testing.assert_allclose(both, (fewshot + baseline) / 2, atol=1e-4)
 
 
 def test_bad_example_clips(capsys, workdir, tiny_weights):

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from conftest import tone
+from conftest import build_tiny_weights, tone
 from mss_cli.audio import Resampler
 from mss_cli.conditioning import condition
 from mss_cli.device import autocast_dtype
@@ -92,6 +92,27 @@ def test_suppression_takes_each_negatives_mask_out_of_the_targets(tiny_weights):
     # A negative that asks for what the target's vector asks for leaves the target mask x sqrt(1 - mask).
     same = make_separator(model, cond, "fp32", cond)(x)
     torch.testing.assert_close(same, model.apply_mask(spec, target * (1 - target).sqrt(), x.shape[-1]), atol=1e-4, rtol=0)
+
+
+def test_partners_masks_are_averaged_with_the_models_after_its_suppression(tmp_path, tiny_weights):
+    """``partners`` (``--class`` with ``--like``): the target mask is the mean of the model's
+    (its negatives taken out first) and each partner's, each partner seeing the track at its own
+    training level; since the mask is applied linearly, the output is the mean of the separate outputs."""
+    model = load_model(tiny_weights, fuse=False).eval()
+    other = load_model(build_tiny_weights(tmp_path / "cc.safetensors", seed=3, kind="classcond"), fuse=False).eval()
+    other.config.mixture_dbfs = -30.0  # another training level than the model's: the partner's own gain applies
+    cond, unwanted, theirs = (torch.randn(n, model.config.cond_dim) for n in (1, 2, 1))
+    x = torch.from_numpy(tone(2.0, freq=180, channels=1) + tone(2.0, freq=610, seed=5, channels=1)).reshape(1, -1)
+    level = -12.0
+    alone = make_separator(model, cond, "fp32", unwanted, level=level)(x)
+    partner = make_separator(other, theirs, "fp32", level=level)(x)
+    both = make_separator(model, cond, "fp32", unwanted, level=level, partners=[(other, theirs)])(x)
+    torch.testing.assert_close(both, (alone + partner) / 2, atol=1e-4, rtol=0)
+    assert snr_db(alone[0].numpy(), both[0].numpy()) < 30.0  # the partner did change the estimate
+    tiny_other_grid = load_model(tiny_weights)
+    tiny_other_grid.config.hop = 32
+    with pytest.raises(UsageError, match="cannot be averaged"):
+        make_separator(model, cond, partners=[(tiny_other_grid, theirs)])
 
 
 def test_shifts_average_the_masks_of_delayed_passes(tiny_weights):

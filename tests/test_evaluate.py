@@ -14,12 +14,17 @@ from mss_cli.cli import main
 from mss_cli.weights import load_model
 
 
-def test_methods_table_on_a_tiny_dataset(tmp_path, tiny_dataset, tiny_weights):
+def test_methods_table_on_a_tiny_dataset(tmp_path, tiny_dataset, tiny_weights, tiny_classcond_weights):
     model = load_model(tiny_weights)
-    cases = ev.evaluate(tiny_dataset, model, None, episodes=2, seed=1, progress=lambda m: None)
+    cases = ev.evaluate(tiny_dataset, model, load_model(tiny_classcond_weights), episodes=2, seed=1, progress=lambda m: None)
     methods = {c.method for c in cases}
     assert {"mixture (floor)", "oracle IRM (ceiling)", "NMF from 5 examples", "few-shot, 10 positives",
             "few-shot, 5 positives + 5 negatives"} <= methods
+    # The averaged methods run where the baseline does: on the episodes of its trained classes.
+    covered = {(c.group, c.episode) for c in cases if c.method == ev.BASELINE}
+    assert covered
+    for averaged in (ev.FEWSHOT_5 + ev.AVERAGED, ev.FEWSHOT_5_SUPPRESSED + ev.AVERAGED):
+        assert {(c.group, c.episode) for c in cases if c.method == averaged} == covered
     floor = [c for c in cases if c.method == "mixture (floor)"]
     assert all(c.sdri == 0 for c in floor)
     irm = [c for c in cases if c.method.startswith("oracle")]
@@ -175,3 +180,12 @@ def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_data
     assert "not an evaluation.jsonl of mss eval" in capsys.readouterr().err
     assert mss_eval(other, "g", "--method", "few-shot, 7 positives") == 2
     assert "no method 'few-shot, 7 positives' here" in capsys.readouterr().err
+
+
+def test_group_episodes_skips_a_group_the_data_cannot_serve(tiny_dataset, monkeypatch):
+    notes: list[str] = []
+    monkeypatch.setitem(ev.GROUPS, "empty split", ("test", "all"))  # the tiny render has no test split
+    served = dict(ev.group_episodes(tiny_dataset, 2, 1, notes.append))
+    assert "empty split" not in served and any(n.startswith("skipping empty split:") for n in notes)
+    assert "seen" in served and all(len(eps) == 2 for eps in served.values())
+    assert len(served) + len(notes) == len(ev.GROUPS)

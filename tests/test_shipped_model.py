@@ -37,21 +37,33 @@ def demo_improvement(out: Path, instrument: str, *how: str) -> float:
     np.testing.assert_allclose(est + res, mix, atol=1e-5)
     # SI-SDR, not plain SDR: a silent output scores 0 dB plain SDR, far above a quiet stem's mixture.
     improvement = si_sdr(ref.ravel(), est.ravel()) - si_sdr(ref.ravel(), mix.ravel())
-    print(f"{instrument} {' '.join(how[:2])}: SI-SDR {si_sdr(ref.ravel(), est.ravel()):.2f} dB, improvement {improvement:.2f} dB")
+    print(f"{instrument} {' '.join(a for a in how if a.startswith('--'))}: SI-SDR {si_sdr(ref.ravel(), est.ravel()):.2f} dB, improvement {improvement:.2f} dB")
     return improvement
+
+
+def demo_clips(instrument: str) -> list[str]:
+    return sorted(str(p) for p in (EXAMPLES / "clips").glob(f"{instrument}_*.flac"))
 
 
 @pytest.mark.parametrize("instrument, other", [("trumpet", "bass"), ("bass", "trumpet")])
 def test_demo_separation_improves_on_the_mixture(tmp_path, instrument, other):
-    clips = sorted(str(p) for p in (EXAMPLES / "clips").glob(f"{instrument}_*.flac"))
-    negatives = sorted(str(p) for p in (EXAMPLES / "clips").glob(f"{other}_*.flac"))
-    assert demo_improvement(tmp_path, instrument, "--like", *clips, "--not", *negatives) > 3.0
+    assert demo_improvement(tmp_path, instrument, "--like", *demo_clips(instrument), "--not", *demo_clips(other)) > 3.0
 
 
-@pytest.mark.skipif(not shipped_weights(BASELINE_WEIGHTS).is_file(), reason="no shipped baseline weights")
+needs_baseline = pytest.mark.skipif(not shipped_weights(BASELINE_WEIGHTS).is_file(), reason="no shipped baseline weights")
+
+
+@needs_baseline
 @pytest.mark.parametrize("instrument", ["trumpet", "bass"])
 def test_class_conditioned_baseline_on_the_demo(tmp_path, instrument):
     assert demo_improvement(tmp_path, instrument, "--class", instrument) > 3.0
+
+
+@needs_baseline
+@pytest.mark.parametrize("instrument, other", [("trumpet", "bass"), ("bass", "trumpet")])
+def test_clips_and_class_name_together_on_the_demo(tmp_path, instrument, other):
+    how = ("--class", instrument, "--like", *demo_clips(instrument), "--not", *demo_clips(other))
+    assert demo_improvement(tmp_path, instrument, *how) > 3.0
 
 
 def test_chunked_equals_whole_track_with_shipped_weights():

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mss_cli.conditioning import WINDOW_SECONDS
-from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, paired_note, score, separate_episode
+from mss_cli.evaluate import Case, bss_sdr, group_episodes, paired_note, score, separate_episode
 from mss_cli.level import inputs_as_they_come
 from mss_cli.weights import load_model
 
@@ -47,8 +47,7 @@ def main(data: str, weights: str, count: int = 100) -> None:
             return model.conditioning(rows[None])[0]
 
     cases: list[Case] = []
-    for group in GROUPS:
-        episodes = episodes_for(data, group, count, 7)
+    for group, episodes in group_episodes(data, count, 7):
         for i, e in enumerate(episodes):
             other = next(o for o in episodes[i + 1 :] + episodes[:i] if o.target_class != e.target_class)
             clips = torch.from_numpy(e.positives[:5])

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from mss_cli.data.episodes import EpisodeSampler
-from mss_cli.evaluate import EXAMPLE_SECONDS, GROUPS, SEGMENT_SECONDS, Case, bss_sdr, episodes_for, fewshot, paired_note, score
+from mss_cli.evaluate import EXAMPLE_SECONDS, SEGMENT_SECONDS, Case, bss_sdr, fewshot, group_episodes, paired_note, pools, score
 from mss_cli.level import gain_to, inputs_as_they_come, level_dbfs
 from mss_cli.weights import load_model
 
@@ -54,8 +54,8 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
     print(f"training split, median gated level: mixtures {mix_ref:.1f} dBFS, positive clips {clip_ref:.1f} dBFS", flush=True)
     cases: list[Case] = []
     levels: dict[str, list[float]] = {"mixture": [], "positive clip": []}
-    for group in GROUPS:
-        for i, e in enumerate(episodes_for(data, group, count, seed)):
+    for group, episodes in group_episodes(data, count, seed):
+        for i, e in enumerate(episodes):
             floor = bss_sdr(e.target, e.mixture)
             mix_level = level_dbfs(e.mixture, RATE)
             clip_levels = [level_dbfs(c, RATE) for c in e.positives]
@@ -83,7 +83,7 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
         print(f"{name} gated level: median {q[1]:.1f} dBFS (5-95%: {q[0]:.1f} to {q[2]:.1f})")
     for name in dict.fromkeys(c.method for c in cases):
         if name != "as rendered":
-            for group in [*GROUPS, None]:
+            for group in pools(cases):
                 print(paired_note(cases, group, name, "as rendered"))
 
 

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, fewshot, paired, paired_note, score
+from mss_cli.evaluate import Case, bss_sdr, fewshot, group_episodes, paired, paired_note, pools, score
 from mss_cli.level import inputs_as_they_come
 from mss_cli.weights import load_model
 
@@ -32,8 +32,8 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
     model = inputs_as_they_come(load_model(weights))  # as measured, before session 15's input levels
     cases: list[Case] = []
     seconds: dict[str, float] = {}
-    for group in GROUPS:
-        for i, e in enumerate(episodes_for(data, group, count, seed)):
+    for group, episodes in group_episodes(data, count, seed):
+        for i, e in enumerate(episodes):
             floor = bss_sdr(e.target, e.mixture)
             for method, (pos, neg, suppressed) in METHODS.items():
                 for shifts in SHIFTS:
@@ -49,7 +49,7 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
         reference = label(method, 1)
         for shifts in SHIFTS[1:]:
             name = label(method, shifts)
-            for group in [*GROUPS, None]:
+            for group in pools(cases):
                 si = np.median(np.subtract(*paired(cases, group, name, reference, "si_sdr")))
                 print(f"{paired_note(cases, group, name, reference)} [SI-SDR {si:+.2f} dB]")
         for shifts in SHIFTS:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mss_cli.conditioning import similar_groups, suppression_vectors
-from mss_cli.evaluate import GROUPS, Case, bss_sdr, episodes_for, paired, score
+from mss_cli.evaluate import Case, bss_sdr, group_episodes, paired, score
 from mss_cli.weights import load_model
 
 Masks = dict[str, Tensor]
@@ -79,8 +79,8 @@ def main(data: str, count: int = 100, seed: int = 11) -> None:
     model = load_model(fuse=False).eval()
     cases: list[Case] = []
     passes: dict[str, list[int]] = {}
-    for group in GROUPS:
-        for index, episode in enumerate(episodes_for(data, group, count, seed)):
+    for group, episodes in group_episodes(data, count, seed):
+        for index, episode in enumerate(episodes):
             floor = bss_sdr(episode.target, episode.mixture)
             spec, found = masks(model, episode, passes)
             for name, combine in VARIANTS.items():
