@@ -532,11 +532,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # Click's usage errors (Typer vendors Click)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        if not message.strip():  # 'no arguments': the help was printed, there is nothing to add
-            pass
-        elif "\n" in message:  # the help text itself
+        if "\n" in message:  # the help text itself
             say(message)
-        else:
+        elif message.strip():  # (an empty one is 'no arguments', whose help is printed already)
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             error(message + hint)

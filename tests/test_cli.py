@@ -319,6 +319,11 @@ def test_class_name_with_clips_averages_the_two_models(capsys, workdir, tiny_wei
         both = target("--like", "like_1.wav", *negatives, "--class", "bass", "--weights", str(tiny_weights),
                       "--baseline", str(tiny_classcond_weights))
         np.testing.assert_allclose(both, (fewshot + baseline) / 2, atol=1e-4)
+    # A profile takes the place of the clips.
+    assert run(capsys, "embed", "--like", "like_1.wav", "-o", "./guitar.safetensors", "--weights", str(tiny_weights))[0] == 0
+    from_profile = target("--profile", "./guitar.safetensors", "--class", "bass", "--weights", str(tiny_weights),
+                          "--baseline", str(tiny_classcond_weights))
+    np.testing.assert_allclose(from_profile, (target("--like", "like_1.wav", "--weights", str(tiny_weights)) + baseline) / 2, atol=1e-4)
 
 
 def test_bad_example_clips(capsys, workdir, tiny_weights):
