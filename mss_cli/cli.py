@@ -179,7 +179,8 @@ def separate(
     if name and not re.match(r"^[\w.-]+$", name):
         raise UsageError(f"--name {name!r}: use letters, digits, '_', '-' and '.'")
     positives, negatives = check_examples(like, not_, profile, class_name)
-    if baseline and not (class_name and (like or profile)):
+    class_alone = bool(class_name) and not (like or profile)
+    if baseline and (not class_name or class_alone):
         raise UsageError("--baseline is the model --class averages in beside --like/--profile: give all three")
     if not files:
         if not quiet:
@@ -188,7 +189,6 @@ def separate(
 
     from mss_cli.weights import BASELINE_WEIGHTS, shipped_weights
 
-    class_alone = bool(class_name) and not (like or profile)
     if class_alone and not weights:
         weights = shipped_weights(BASELINE_WEIGHTS)
     model = load_model_for(weights, device)

@@ -60,9 +60,9 @@ def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed:
     with that class-conditioned model's mask for the target's class (``--class`` with ``--like``),
     or None where the baseline was not trained on it."""
     device = model.device
-    if baseline is not None and episode.target_class not in trained_classes(baseline):
+    partners = [] if baseline is None else [(baseline, target_class_vector(baseline, episode))]
+    if any(vector is None for _, vector in partners):
         return None
-    partners = [] if baseline is None else [(baseline, class_vector(baseline, episode.target_class))]
 
     def embed(clips: np.ndarray) -> torch.Tensor:
         # Each clip at the level the model's training clips had, as ``conditioning.embed_clips`` does.
@@ -78,11 +78,15 @@ def fewshot(model, episode: Episode, positives: int, negatives: int, suppressed:
     return separate_episode(model, cond, episode, suppress, shifts, partners)
 
 
+def target_class_vector(model, episode: Episode) -> torch.Tensor | None:
+    """A class-conditioned model's vector for the episode's target, None where it was not trained on that class."""
+    return class_vector(model, episode.target_class) if episode.target_class in trained_classes(model) else None
+
+
 def classcond(model, episode: Episode) -> np.ndarray | None:
     """The class-conditioned baseline, or None where the target is not one of its trained classes."""
-    if episode.target_class not in trained_classes(model):
-        return None
-    return separate_episode(model, class_vector(model, episode.target_class), episode)
+    vector = target_class_vector(model, episode)
+    return None if vector is None else separate_episode(model, vector, episode)
 
 
 def separate_episode(model, cond: torch.Tensor, episode: Episode, suppress: torch.Tensor | None = None,

@@ -89,7 +89,8 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None, s
     unwanted = [bind_conditioning(model, v.reshape(1, -1)) for v in ([] if suppress is None else suppress)]
     for other, _ in partners:
         check_same_transform(model, other)
-    bound_partners = [(bind_conditioning(m, v.reshape(1, -1)), gain_to(level, m.config.mixture_dbfs)) for m, v in partners]
+    bound_partners = [(bind_conditioning(m, v.reshape(1, -1)), gain_to(level, m.config.mixture_dbfs),
+                       torch.zeros(1, m.config.cond_dim, device=device)) for m, v in partners]
     dtype = autocast_dtype(str(device), precision)
     unused = torch.zeros(1, model.config.cond_dim, device=device)
     gain = gain_to(level, model.config.mixture_dbfs)
@@ -105,9 +106,8 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None, s
                 for other in unwanted[1:]:
                     most = torch.maximum(most, other.mask(feats, cond, shifts))
                 mask = take_out(mask, most)
-            for partner, partner_gain in bound_partners:
-                idle = torch.zeros(rows.shape[0], partner.config.cond_dim, device=device)
-                mask = mask + partner.mask(partner.features_of(spec, partner_gain), idle, shifts)
+            for partner, partner_gain, idle in bound_partners:
+                mask = mask + partner.mask(partner.features_of(spec, partner_gain), idle.expand(rows.shape[0], -1), shifts)
             mask = mask / (1 + len(bound_partners))
             out = bound.apply_mask(spec, mask, rows.shape[-1])
         return out.float().cpu()
