@@ -24,16 +24,17 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from mss_cli.audio import SAMPLE_RATE
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-RATE = 44100
 
 
 def make_track(path: Path, seconds: float) -> Path:
     """The demo mix repeated (alternately reversed) to ``seconds``, written block by block."""
     mix, _ = sf.read(EXAMPLES / "demo_mix.flac", dtype="float32")
-    with sf.SoundFile(path, "w", RATE, 2, subtype="PCM_16") as fh:
-        left, flip = int(seconds * RATE), False
+    with sf.SoundFile(path, "w", SAMPLE_RATE, 2, subtype="PCM_16") as fh:
+        left, flip = int(seconds * SAMPLE_RATE), False
         while left > 0:
             piece = (mix[::-1] if flip else mix)[:left]
             fh.write(piece)
@@ -46,12 +47,15 @@ def mss(*args: str, threads: int) -> tuple[float, dict]:
     """Run the mss CLI in a fresh process; returns wall seconds and the child's peak RSS and, where
     it used CUDA, peak GPU memory reserved by torch (MB)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    code = ("import resource, sys, json\nfrom mss_cli.cli import main\nrc = 0\n"
-            "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code or 0\n"
-            "t = sys.modules.get('torch')\n"
-            "gpu = t.cuda.max_memory_reserved() / 2**20 if t is not None and t.cuda.is_initialized() else None\n"
-            "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'gpu_mb': gpu}), file=sys.stderr)\n"
-            "sys.exit(rc)\n")
+    code = (
+        "import resource, sys, json\nfrom mss_cli.cli import main\nrc = 0\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code or 0\n"
+        "t = sys.modules.get('torch')\n"
+        "gpu = t.cuda.max_memory_reserved() / 2**20 if t is not None and t.cuda.is_initialized() else None\n"
+        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps({'rss_mb': rss, 'gpu_mb': gpu}), file=sys.stderr)\n"
+        "sys.exit(rc)\n"
+    )
     started = time.time()
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env)
     wall = time.time() - started
@@ -71,7 +75,7 @@ def model_rtf(threads: int, precision: str, seconds: float = 20.0, repeats: int 
     torch.set_num_threads(threads)
     model = load_model()
     run = make_separator(model, torch.randn(1, model.config.cond_dim), precision)
-    x = torch.randn(2, int(seconds * RATE))
+    x = torch.randn(2, int(seconds * SAMPLE_RATE))
     run(x)
     started = time.time()
     for _ in range(repeats):
@@ -108,13 +112,16 @@ def peer_rtf(name: str, track: np.ndarray, threads: int) -> float | None:
         else:
             sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))  # imported, never used
             import openunmix  # noqa: F401  (only to locate the package folder)
+
             folder = Path(sys.modules["openunmix"].__file__).parent
             pkg = types.ModuleType("umx_pkg")
             pkg.__path__ = [str(folder)]
             sys.modules["umx_pkg"] = pkg
             umx = importlib.import_module("umx_pkg.model")
-            targets = {t: umx.OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size=512, max_bin=1487)
-                       for t in ("vocals", "drums", "bass", "other")}
+            targets = {
+                t: umx.OpenUnmix(nb_bins=2049, nb_channels=2, hidden_size=512, max_bin=1487)
+                for t in ("vocals", "drums", "bass", "other")
+            }
             model = umx.Separator(targets, niter=1, n_fft=4096, n_hop=1024, nb_channels=2).eval()
             run = lambda: model(x)  # noqa: E731
     except ImportError:
@@ -122,7 +129,7 @@ def peer_rtf(name: str, track: np.ndarray, threads: int) -> float | None:
     with torch.inference_mode():
         started = time.time()
         run()
-        return track.shape[0] / RATE / (time.time() - started)
+        return track.shape[0] / SAMPLE_RATE / (time.time() - started)
 
 
 def separate_median(track_path: Path, common: list[str], threads: int) -> tuple[float, dict]:
@@ -133,17 +140,28 @@ def separate_median(track_path: Path, common: list[str], threads: int) -> tuple[
     return float(np.median([wall for wall, _ in runs])), runs[0][1]
 
 
-def gpu_rows(tmp_path: Path, track_path: Path, clips: list[str], minutes: float, long_minutes: float) -> list[tuple[str, str]]:
+def gpu_rows(
+    tmp_path: Path, track_path: Path, clips: list[str], minutes: float, long_minutes: float
+) -> list[tuple[str, str]]:
     """End-to-end speed and peak GPU memory of `mss separate --device cuda`, on the speed track and
     on the long track (its memory must not grow with the track either)."""
     common = ["--like", *clips, "--device", "cuda", "--quiet", "--overwrite", "-o", str(tmp_path / "out-gpu")]
     wall, stats = separate_median(track_path, common, threads=2)
-    rows = [(f"GPU ({gpu_name()}): mss separate, {minutes:g}-min track, end to end (RTF; median of 3)",
-             f"{minutes * 60 / wall:.1f}x ({wall:.2f} s; peak GPU memory {stats['gpu_mb']:.0f} MB)")]
+    rows = [
+        (
+            f"GPU ({gpu_name()}): mss separate, {minutes:g}-min track, end to end (RTF; median of 3)",
+            f"{minutes * 60 / wall:.1f}x ({wall:.2f} s; peak GPU memory {stats['gpu_mb']:.0f} MB)",
+        )
+    ]
     long_path = make_track(tmp_path / "long-gpu.wav", long_minutes * 60)
     long_wall, stats = mss("separate", str(long_path), *common, threads=2)
-    rows.append((f"GPU: mss separate, {long_minutes:g}-min track (RTF; peak GPU memory; peak RSS)",
-                 f"{long_minutes * 60 / long_wall:.1f}x ({long_wall:.1f} s; {stats['gpu_mb']:.0f} MB; {stats['rss_mb']:.0f} MB)"))
+    rows.append(
+        (
+            f"GPU: mss separate, {long_minutes:g}-min track (RTF; peak GPU memory; peak RSS)",
+            f"{long_minutes * 60 / long_wall:.1f}x "
+            f"({long_wall:.1f} s; {stats['gpu_mb']:.0f} MB; {stats['rss_mb']:.0f} MB)",
+        )
+    )
     long_path.unlink()
     return rows
 
@@ -165,7 +183,9 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="add rows for `--device cuda` (needs a CUDA GPU)")
     parser.add_argument("--gpu-only", action="store_true", help="measure only the GPU rows (on a borrowed GPU machine)")
     args = parser.parse_args()
-    clips = sorted(str(p) for p in (EXAMPLES / "clips").glob("trumpet_*.flac"))[:4] + [str(EXAMPLES / "clips" / "bass_1.flac")]
+    clips = sorted(str(p) for p in (EXAMPLES / "clips").glob("trumpet_*.flac"))[:4] + [
+        str(EXAMPLES / "clips" / "bass_1.flac")
+    ]
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -174,8 +194,10 @@ def main() -> None:
             rows += gpu_rows(tmp_path, track_path, clips, args.minutes, args.long_minutes)
         if not args.gpu_only:
             rows += cpu_rows(tmp_path, track_path, clips, args)
-    print(f"Machine: {cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, {args.threads} torch threads, "
-          f"Python {platform.python_version()}")
+    print(
+        f"Machine: {cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, {args.threads} torch threads, "
+        f"Python {platform.python_version()}"
+    )
     print("\n| measurement | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
@@ -187,31 +209,62 @@ def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.
     common = ["--like", *clips, "--device", "cpu", "--quiet", "--overwrite", "-o", str(tmp_path / "out")]
     wall, _ = separate_median(track_path, common, threads=args.threads)
     ours = args.minutes * 60 / wall
-    rows.append((f"mss separate, {args.minutes:g}-min stereo track, end to end (RTF, x real time; median of 3)",
-                 f"{ours:.1f}x ({wall:.2f} s; --precision auto = {auto_precision()})"))
+    rows.append(
+        (
+            f"mss separate, {args.minutes:g}-min stereo track, end to end (RTF, x real time; median of 3)",
+            f"{ours:.1f}x ({wall:.2f} s; --precision auto = {auto_precision()})",
+        )
+    )
     wall32, _ = mss("separate", str(track_path), *common, "--precision", "fp32", threads=args.threads)
     rows.append(("  the same with --precision fp32", f"{args.minutes * 60 / wall32:.1f}x ({wall32:.2f} s)"))
     negatives = sorted(str(p) for p in (EXAMPLES / "clips").glob("bass_*.flac"))[1:3]
     wall_not, _ = mss("separate", str(track_path), *common, "--not", *negatives, threads=args.threads)
-    rows.append((f"  the same with {len(negatives)} --not clips of one instrument (suppressed)",
-                 f"{args.minutes * 60 / wall_not:.1f}x ({wall_not:.2f} s)"))
+    rows.append(
+        (
+            f"  the same with {len(negatives)} --not clips of one instrument (suppressed)",
+            f"{args.minutes * 60 / wall_not:.1f}x ({wall_not:.2f} s)",
+        )
+    )
     wall_class, _ = mss("separate", str(track_path), *common, "--class", "trumpet", threads=args.threads)
-    rows.append(("  the same with --class trumpet (the baseline's mask averaged in)",
-                 f"{args.minutes * 60 / wall_class:.1f}x ({wall_class:.2f} s)"))
+    rows.append(
+        (
+            "  the same with --class trumpet (the baseline's mask averaged in)",
+            f"{args.minutes * 60 / wall_class:.1f}x ({wall_class:.2f} s)",
+        )
+    )
     wall_shifts, _ = mss("separate", str(track_path), *common, "--shifts", str(args.shifts), threads=args.threads)
-    rows.append((f"  the same with --shifts {args.shifts}",
-                 f"{args.minutes * 60 / wall_shifts:.1f}x ({wall_shifts:.2f} s)"))
+    rows.append(
+        (f"  the same with --shifts {args.shifts}", f"{args.minutes * 60 / wall_shifts:.1f}x ({wall_shifts:.2f} s)")
+    )
     copies = [track_path] + [tmp_path / f"copy{i}.wav" for i in range(1, args.batch_files)]
     for c in copies[1:]:
         c.symlink_to(track_path)
     batch_wall, _ = mss("separate", *map(str, copies), *common, threads=args.threads)
-    rows.append((f"  {args.batch_files} such tracks in one invocation (start-up paid once; RTF)",
-                 f"{args.batch_files * args.minutes * 60 / batch_wall:.1f}x ({batch_wall:.2f} s)"))
+    rows.append(
+        (
+            f"  {args.batch_files} such tracks in one invocation (start-up paid once; RTF)",
+            f"{args.batch_files * args.minutes * 60 / batch_wall:.1f}x ({batch_wall:.2f} s)",
+        )
+    )
     for precision in ("fp32", "bf16"):
-        rows.append((f"  model forward pass alone, {precision} (20-s stereo chunk, RTF)",
-                     f"{model_rtf(args.threads, precision):.1f}x"))
-    embed_wall, _ = mss("embed", "--like", *clips, "-o", str(tmp_path / "p.safetensors"), "--overwrite",
-                        "--device", "cpu", "--quiet", threads=args.threads)
+        rows.append(
+            (
+                f"  model forward pass alone, {precision} (20-s stereo chunk, RTF)",
+                f"{model_rtf(args.threads, precision):.1f}x",
+            )
+        )
+    embed_wall, _ = mss(
+        "embed",
+        "--like",
+        *clips,
+        "-o",
+        str(tmp_path / "p.safetensors"),
+        "--overwrite",
+        "--device",
+        "cpu",
+        "--quiet",
+        threads=args.threads,
+    )
     load_wall, _ = mss("info", "--json", threads=args.threads)
     rows.append(("embedding 5 example clips (mss embed, incl. start-up and model load)", f"{embed_wall:.2f} s"))
     rows.append(("  of which start-up + model load (mss info)", f"{load_wall:.2f} s"))
@@ -236,7 +289,9 @@ def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.
             if rtf is None:
                 rows.append((f"{peer} (random weights)", "not installed"))
             else:
-                rows.append((f"{peer} (random weights, model only, RTF)", f"{rtf:.1f}x; mss is {ours / rtf:.1f}x faster"))
+                rows.append(
+                    (f"{peer} (random weights, model only, RTF)", f"{rtf:.1f}x; mss is {ours / rtf:.1f}x faster")
+                )
     return rows
 
 

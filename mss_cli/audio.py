@@ -37,6 +37,8 @@ FORMATS: dict[str, tuple[str, str, dict[str, str] | None]] = {
     "ogg": ("OGG", "ogg", None),
 }
 BLOCK = 65536
+# The sample rate mss's models and training data work at (tracks at other rates are resampled).
+SAMPLE_RATE = 44100
 
 
 @dataclass(frozen=True)
@@ -85,14 +87,33 @@ class AudioReader:
         """Decode a container soundfile cannot read into a temporary float WAV (bounded memory)."""
         ffmpeg = ffmpeg_binary()
         if ffmpeg is None:
-            hint = "install ffmpeg to read this format" if path.suffix.lower() in FFMPEG_EXTENSIONS else "not a readable audio file"
+            hint = (
+                "install ffmpeg to read this format"
+                if path.suffix.lower() in FFMPEG_EXTENSIONS
+                else "not a readable audio file"
+            )
             raise MssError(f"{self.source}: cannot decode ({hint}; ffmpeg not found)")
         fd, tmp = tempfile.mkstemp(suffix=".wav", prefix="mss-decode-")
         os.close(fd)
         self._tmp = Path(tmp)
         proc = subprocess.run(
-            [ffmpeg, "-nostdin", "-v", "error", "-y", "-i", str(path), "-vn", "-c:a", "pcm_f32le", "-rf64", "auto", tmp],
-            capture_output=True, text=True,
+            [
+                ffmpeg,
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(path),
+                "-vn",
+                "-c:a",
+                "pcm_f32le",
+                "-rf64",
+                "auto",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             self._cleanup()
@@ -123,7 +144,7 @@ class AudioReader:
         self._file.close()
         self._cleanup()
 
-    def __enter__(self) -> "AudioReader":
+    def __enter__(self) -> AudioReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -153,7 +174,9 @@ class Resampler:
 
         self.identity = in_rate == out_rate
         self.ratio = out_rate / in_rate
-        self.stream = None if self.identity else soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ")
+        self.stream = (
+            None if self.identity else soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32", quality="HQ")
+        )
         self.consumed = 0
         self.produced = 0
 
@@ -190,8 +213,9 @@ class AtomicWriter:
     ever left under the final name.
     """
 
-    def __init__(self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str | None,
-                 overwrite: bool) -> None:
+    def __init__(
+        self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str | None, overwrite: bool
+    ) -> None:
         self.path = path
         if not overwrite:
             refuse_to_replace(path, "output")
@@ -244,7 +268,9 @@ class WavStreamWriter:
         block_align = channels * bits // 8
         data_size = frames * block_align
         header = b"RIFF" + struct.pack("<I", 36 + data_size) + b"WAVE"
-        header += b"fmt " + struct.pack("<IHHIIHH", 16, fmt_tag, channels, sample_rate, sample_rate * block_align, block_align, bits)
+        header += b"fmt " + struct.pack(
+            "<IHHIIHH", 16, fmt_tag, channels, sample_rate, sample_rate * block_align, block_align, bits
+        )
         header += b"data" + struct.pack("<I", data_size)
         self.stream.write(header)
         self.clipped = 0

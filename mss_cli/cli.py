@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, NamedTuple
 
 import typer
 
@@ -24,9 +24,12 @@ from mss_cli import __version__
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import refuse_to_replace
 
+if TYPE_CHECKING:
+    from mss_cli.conditioning import Conditioning
+    from mss_cli.model import ConditionedUNet
+    from mss_cli.separate import Outputs, SeparationOptions
+
 app = typer.Typer(name="mss", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-data_app = typer.Typer(no_args_is_help=True, help="Training data: render multitrack stems with FluidSynth.")
-app.add_typer(data_app, name="data")
 
 
 def print_version(value: bool) -> None:
@@ -37,12 +40,24 @@ def print_version(value: bool) -> None:
 
 
 @app.callback()
-def options(version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
-                                         help="Print the version and exit.")) -> None:
+def options(
+    version: bool = typer.Option(
+        False, "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Few-shot music source separation: pull one instrument out of a recording, given a few example clips of it."""
+
 
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 EXAMPLE_OPTIONS = ("--like", "--not")
+
+
+class Plan(NamedTuple):
+    """One input of a run: the stems to write for it, or why it cannot be separated."""
+
+    source: str
+    outputs: Outputs | None
+    problem: str | None = None
 
 
 class Format(str, Enum):
@@ -82,10 +97,16 @@ def profile_path(value: str) -> Path:
     return profiles_dir() / f"{value}.safetensors"
 
 
-def load_model_for(weights: Optional[Path], device: str):
+def load_model_for(weights: Path | None, device: str, threads: int = 0):
+    """The weights (the shipped model by default) on ``device``; a bad file is a usage error.
+    ``threads``: torch's CPU threads (0: its default)."""
     from mss_cli.device import pick_device
     from mss_cli.weights import load_model
 
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     resolved = pick_device(device)
     try:
         return load_model(weights, resolved)
@@ -93,8 +114,9 @@ def load_model_for(weights: Optional[Path], device: str):
         raise UsageError(str(exc)) from None
 
 
-def check_examples(like: list[str], not_: list[str], profile: Optional[str],
-                   class_name: Optional[str] = None) -> tuple[list[str], list[str]]:
+def check_examples(
+    like: list[str], not_: list[str], profile: str | None, class_name: str | None = None
+) -> tuple[list[str], list[str]]:
     """Validate the example options (before the model loads: usage errors should be instant)."""
     from mss_cli.inputs import expand_examples
 
@@ -115,8 +137,9 @@ def check_examples(like: list[str], not_: list[str], profile: Optional[str],
     return expand_examples(like, "--like"), expand_examples(not_, "--not") if not_ else []
 
 
-def conditioning_for(model, positives: list[str], negatives: list[str], profile: Optional[str],
-                     class_name: Optional[str] = None, baseline=None):
+def conditioning_for(
+    model, positives: list[str], negatives: list[str], profile: str | None, class_name: str | None = None, baseline=None
+):
     """The run's conditioning: ``class_name`` alone is the class-conditioned ``model``'s vector; with
     clips or a profile, the few-shot ``model``'s, averaged with ``baseline``'s for ``class_name``."""
     from mss_cli.conditioning import class_condition, condition, load_profile, with_class
@@ -129,31 +152,80 @@ def conditioning_for(model, positives: list[str], negatives: list[str], profile:
 
 @app.command()
 def separate(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help="Audio files, folders (searched recursively), globs, or - for stdin."),
-    like: list[str] = typer.Option([], "--like", "-l", help="Example clips of the instrument to keep (files or globs; takes every name up to the next option)."),
+    inputs: list[str] = typer.Argument(
+        ..., metavar="INPUT...", help="Audio files, folders (searched recursively), globs, or - for stdin."
+    ),
+    like: list[str] = typer.Option(
+        [],
+        "--like",
+        "-l",
+        help="Example clips of the instrument to keep (files or globs; takes every name up to the next option).",
+    ),
     not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what NOT to keep (optional)."),
-    suppress: bool = typer.Option(True, "--suppress/--no-suppress", help="Separate each --not instrument too and take it out of the target (one more model pass per instrument: similar clips share one; --no-suppress: the negatives only steer the model)."),
-    profile: Optional[str] = typer.Option(None, "--profile", "-p", help="A saved conditioning (mss embed): a name or a .safetensors path."),
-    class_name: Optional[str] = typer.Option(None, "--class", help="An instrument class (bass, piano, ...): alone, the class-conditioned baseline model separates it; with --like/--profile, its separation is averaged with the few-shot model's (better on its 33 classes)."),
-    out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - to write the target as WAV to stdout."),
-    filename: str = typer.Option("{track}/{stem}.{ext}", "--filename", help="Output name template: {track} {stem} {ext} {parent}."),
-    name: Optional[str] = typer.Option(None, "--name", help="Name of the target stem (default: target; the residual becomes no_NAME)."),
+    suppress: bool = typer.Option(
+        True,
+        "--suppress/--no-suppress",
+        help="Separate each --not instrument too and take it out of the target (one more model pass per instrument: "
+        "similar clips share one; --no-suppress: the negatives only steer the model).",
+    ),
+    profile: str | None = typer.Option(
+        None, "--profile", "-p", help="A saved conditioning (mss embed): a name or a .safetensors path."
+    ),
+    class_name: str | None = typer.Option(
+        None,
+        "--class",
+        help="An instrument class (bass, piano, ...): alone, the class-conditioned baseline model separates it; "
+        "with --like/--profile, its separation is averaged with the few-shot model's (better on its 33 classes).",
+    ),
+    out: str = typer.Option(
+        "separated", "--out", "-o", help="Output folder, or - to write the target as WAV to stdout."
+    ),
+    filename: str = typer.Option(
+        "{track}/{stem}.{ext}", "--filename", help="Output name template: {track} {stem} {ext} {parent}."
+    ),
+    name: str | None = typer.Option(
+        None, "--name", help="Name of the target stem (default: target; the residual becomes no_NAME)."
+    ),
     no_residual: bool = typer.Option(False, "--no-residual", help="Do not write the residual (mixture minus target)."),
     fmt: Format = typer.Option(Format.wav, "--format", "-f", help="Output format."),
-    bit_depth: Optional[BitDepth] = typer.Option(None, "--bit-depth", help="16, 24 or 32f (wav/flac; default: as the input)."),
+    bit_depth: BitDepth | None = typer.Option(
+        None, "--bit-depth", help="16, 24 or 32f (wav/flac; default: as the input)."
+    ),
     device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
     chunk: float = typer.Option(10.0, "--chunk", min=1.0, max=600.0, help="Chunk length in seconds."),
-    overlap: float = typer.Option(0.15, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, max=256, help="Chunks per forward pass (useful on a GPU)."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA and on CPUs with native bf16: AMX, AVX512-BF16; else fp32), fp32 or bf16."),
-    shifts: int = typer.Option(1, "--shifts", min=1, max=16, help="Average the separator over N time-shifted passes (N times the model's work)."),
+    overlap: float = typer.Option(
+        0.15, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."
+    ),
+    batch_size: int = typer.Option(
+        1, "--batch-size", min=1, max=256, help="Chunks per forward pass (useful on a GPU)."
+    ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (bf16 on CUDA and on CPUs with native bf16: AMX, AVX512-BF16; else fp32), fp32 or bf16.",
+    ),
+    shifts: int = typer.Option(
+        1,
+        "--shifts",
+        min=1,
+        max=16,
+        help="Average the separator over N time-shifted passes (N times the model's work).",
+    ),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, max=64, help="Files processed in parallel."),
-    shard_spec: Optional[str] = typer.Option(None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."),
+    shard_spec: str | None = typer.Option(
+        None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per written file on stdout."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Model file (default: the shipped model; with --class alone, the shipped baseline)."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Class-conditioned model that --class averages in beside --like/--profile (default: the shipped one)."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Model file (default: the shipped model; with --class alone, the shipped baseline)."
+    ),
+    baseline: Path | None = typer.Option(
+        None,
+        "--baseline",
+        help="Class-conditioned model that --class averages in beside --like/--profile (default: the shipped one).",
+    ),
 ) -> None:
     """Separate the instrument shown by --like from each INPUT (and write the rest as the residual)."""
     from mss_cli.inputs import STDIN, Naming, check_template, expand_inputs, parse_shard, shard
@@ -192,7 +264,11 @@ def separate(
     if class_alone and not weights:
         weights = shipped_weights(BASELINE_WEIGHTS)
     model = load_model_for(weights, device)
-    partner = load_model_for(baseline or shipped_weights(BASELINE_WEIGHTS), device) if class_name and not class_alone else None
+    partner = (
+        load_model_for(baseline or shipped_weights(BASELINE_WEIGHTS), device)
+        if class_name and not class_alone
+        else None
+    )
     if jobs > 1 and model.device.type == "cpu":
         import torch
 
@@ -201,35 +277,47 @@ def separate(
     started = time.time()
     cond = conditioning_for(model, positives, negatives, profile, class_name, partner)
     if not suppress:
-        cond = replace(cond, suppress=None)
+        cond = replace(cond, unwanted=None)
     if not quiet and not as_json:
-        what = f"class {class_name}" if class_alone else f"{len(cond.positives)} example(s)" + (
-            f", {len(cond.negatives)} negative(s)" if cond.negatives else "") + (
-            " (suppressed)" if cond.suppress is not None else "")
+        what = (
+            f"class {class_name}"
+            if class_alone
+            else f"{len(cond.positives)} example(s)"
+            + (f", {len(cond.negatives)} negative(s)" if cond.negatives else "")
+            + (" (suppressed)" if cond.unwanted is not None else "")
+        )
         averaged = f"; averaged with the class-conditioned baseline's {class_name}" if partner is not None else ""
         say(f"mss: {what} embedded in {time.time() - started:.1f} s on {model.device}{averaged}")
 
-    from mss_cli.separate import Outputs, SeparationOptions
+    from mss_cli.separate import Outputs, SeparationOptions, Stem
 
-    options = SeparationOptions(chunk_seconds=chunk, overlap=overlap, batch_size=batch_size, precision=precision,
-                                shifts=shifts, fmt=fmt.value, bit_depth=bit_depth.value if bit_depth else None,
-                                overwrite=overwrite)
+    options = SeparationOptions(
+        chunk_seconds=chunk,
+        overlap=overlap,
+        batch_size=batch_size,
+        precision=precision,
+        shifts=shifts,
+        fmt=fmt.value,
+        bit_depth=bit_depth.value if bit_depth else None,
+        overwrite=overwrite,
+    )
     naming = Naming(Path(out), filename, FORMATS[fmt.value][1])
-    plans: list[tuple[str, Outputs | None, str | None]] = []
+    plans: list[Plan] = []
     claimed: dict[Path, str] = {}
     for f in files:
         if to_stdout:
-            plans.append((f, Outputs({"target": (target_name, "-")}), None))
+            plans.append(Plan(f, Outputs({"target": Stem(target_name, "-")})))
             continue
         roles = {"target": target_name} if no_residual else {"target": target_name, "residual": residual_name}
-        paths = {role: (stem, naming.path(f, stem)) for role, stem in roles.items()}
+        paths = {role: Stem(stem, naming.path(f, stem)) for role, stem in roles.items()}
         clash = next((claimed[p.resolve()] for _, p in paths.values() if p.resolve() in claimed), None)
         if clash:
-            plans.append((f, None, f"{f}: its output name collides with that of {clash} (add {{parent}} to --filename)"))
+            problem = f"{f}: its output name collides with that of {clash} (add {{parent}} to --filename)"
+            plans.append(Plan(f, None, problem))
             continue
         for _, p in paths.values():
             claimed[p.resolve()] = f
-        plans.append((f, Outputs(paths), None))
+        plans.append(Plan(f, Outputs(paths)))
 
     failures = run_all(model, cond, plans, options, jobs, quiet, as_json)
     if not quiet and not as_json:
@@ -243,7 +331,15 @@ def separate(
         raise typer.Exit(1)
 
 
-def run_all(model, cond, plans, options, jobs: int, quiet: bool, as_json: bool) -> list[str]:
+def run_all(
+    model: ConditionedUNet,
+    cond: Conditioning,
+    plans: list[Plan],
+    options: SeparationOptions,
+    jobs: int,
+    quiet: bool,
+    as_json: bool,
+) -> list[str]:
     """Separate every planned file (in parallel threads with --jobs), reporting as files finish."""
     from mss_cli.audio import spooled_stdin
     from mss_cli.inputs import STDIN
@@ -253,7 +349,7 @@ def run_all(model, cond, plans, options, jobs: int, quiet: bool, as_json: bool) 
     failures: list[str] = []
     progress = make_progress(enabled=not quiet and sys.stderr.isatty(), total_files=len(plans))
 
-    def one(plan) -> None:
+    def one(plan: Plan) -> None:
         source, outputs, problem = plan
         if problem:
             error(problem)
@@ -263,10 +359,13 @@ def run_all(model, cond, plans, options, jobs: int, quiet: bool, as_json: bool) 
         try:
             if source == STDIN:
                 with spooled_stdin() as tmp:
-                    written = separate_file(model, cond, tmp, outputs, options, label="-",
-                                            on_chunk=task.advance, on_start=task.start)
+                    written = separate_file(
+                        model, cond, tmp, outputs, options, label="-", on_chunk=task.advance, on_start=task.start
+                    )
             else:
-                written = separate_file(model, cond, source, outputs, options, on_chunk=task.advance, on_start=task.start)
+                written = separate_file(
+                    model, cond, source, outputs, options, on_chunk=task.advance, on_start=task.start
+                )
         except MssError as exc:
             error(str(exc))
             failures.append(str(exc))
@@ -300,10 +399,12 @@ def run_all(model, cond, plans, options, jobs: int, quiet: bool, as_json: bool) 
 def embed(
     like: list[str] = typer.Option(..., "--like", "-l", help="Example clips of the instrument to keep."),
     not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what not to keep."),
-    out: str = typer.Option(..., "--out", "-o", help="Profile NAME (stored in the user data folder) or a .safetensors path."),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Profile NAME (stored in the user data folder) or a .safetensors path."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing profile."),
     device: str = typer.Option("auto", "--device", "-d"),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Model file (default: the shipped model)."),
+    weights: Path | None = typer.Option(None, "--weights", help="Model file (default: the shipped model)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Embed example clips once and save the conditioning as a reusable profile (--profile)."""
@@ -317,7 +418,10 @@ def embed(
     cond = conditioning_for(model, positives, negatives, None)
     save_profile(cond, path, overwrite)
     if not quiet:
-        say(f"mss: profile saved: {path} ({len(cond.positives)} positive, {len(cond.negatives)} negative, model {cond.model_id})")
+        say(
+            f"mss: profile saved: {path} ({len(cond.positives)} positive, {len(cond.negatives)} negative, "
+            f"model {cond.model_id})"
+        )
 
 
 @app.command()
@@ -333,12 +437,20 @@ def profiles(as_json: bool = typer.Option(False, "--json", help="One JSON object
         except MssError as exc:
             error(str(exc))
             continue
-        row = {"name": path.stem, "path": str(path), "model_id": meta["model_id"], "created": meta.get("created", ""),
-               "positives": json.loads(meta.get("positives", "[]")), "negatives": json.loads(meta.get("negatives", "[]"))}
+        row = {
+            "name": path.stem,
+            "path": str(path),
+            "model_id": meta["model_id"],
+            "created": meta.get("created", ""),
+            "positives": json.loads(meta.get("positives", "[]")),
+            "negatives": json.loads(meta.get("negatives", "[]")),
+        }
         if as_json:
             print(json.dumps(row))
         else:
-            print(f"{row['name']}\t{row['model_id']}\t{row['created']}\t{len(row['positives'])}+/{len(row['negatives'])}-")
+            print(
+                f"{row['name']}\t{row['model_id']}\t{row['created']}\t{len(row['positives'])}+/{len(row['negatives'])}-"
+            )
     if not found and not as_json:
         say(f"mss: no profiles in {folder}")
 
@@ -346,7 +458,7 @@ def profiles(as_json: bool = typer.Option(False, "--json", help="One JSON object
 @app.command()
 def info(
     as_json: bool = typer.Option(False, "--json"),
-    weights: Optional[Path] = typer.Option(None, "--weights"),
+    weights: Path | None = typer.Option(None, "--weights"),
 ) -> None:
     """Version, compute device, weights file (path, checksum) and model configuration."""
     import torch
@@ -361,9 +473,14 @@ def info(
     except MssError as exc:
         raise UsageError(str(exc)) from None
     details = {
-        "version": __version__, "torch": torch.__version__, "device": pick_device("auto"),
-        "cuda_devices": torch.cuda.device_count(), "weights": str(path), "sha256": checksum(path),
-        "model_id": model.model_id, "parameters": sum(p.numel() for p in model.parameters()),
+        "version": __version__,
+        "torch": torch.__version__,
+        "device": pick_device("auto"),
+        "cuda_devices": torch.cuda.device_count(),
+        "weights": str(path),
+        "sha256": checksum(path),
+        "model_id": model.model_id,
+        "parameters": sum(p.numel() for p in model.parameters()),
         "config": model.config.to_dict(),
         "training": {k: json.loads(v) for k, v in meta.items() if k in ("steps", "train_hours", "batch", "seed")},
         "profiles": str(profiles_dir()),
@@ -379,125 +496,29 @@ def info(
         print(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
 
 
-@data_app.command("build")
-def data_build(
-    out: Optional[Path] = typer.Option(None, "--out", help="Dataset folder (default: the user cache folder)."),
-    generated: int = typer.Option(320, "--generated", min=0, help="Generated pop/rock/jazz/electronic arrangements."),
-    corpus: int = typer.Option(0, "--corpus", min=0, help="music21 corpus works (Bach chorales first)."),
-    timbre: int = typer.Option(30, "--timbre", min=0, help="Validation works re-rendered with the reserved soundfonts."),
-    seed: int = typer.Option(0, "--seed"),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.5),
-    jobs: int = typer.Option(2, "--jobs", "-j", min=1),
-    taxonomy_version: Optional[int] = typer.Option(
-        None, "--taxonomy-version", help="Render with the instrument classes of this taxonomy version (default: the latest); "
-        "1 reproduces the dataset the shipped weights were trained on."),
-) -> None:
-    """Render (or resume rendering) the synthetic multitrack dataset and print speed figures."""
-    from platformdirs import user_cache_dir
-
-    from mss_cli.data.render import build
-
-    folder = out or Path(user_cache_dir("mss", appauthor=False)) / "data"
-    print(json.dumps(build(folder, generated, corpus, seed, val_fraction, timbre, jobs, taxonomy_version=taxonomy_version)))
-
-
-@data_app.command("demo")
-def data_demo(
-    out: Path = typer.Option(Path("examples"), "--out", help="Folder for demo_mix.flac, reference/ and clips/."),
-) -> None:
-    """Render the README's demo mix and example clips (redistributable soundfonts, unseen works)."""
-    from mss_cli.data.demo import render_demo
-
-    for path in render_demo(out):
-        print(path)
-
-
-@app.command()
-def train(
-    data: Path = typer.Option(..., "--data", help="Dataset folder (mss data build)."),
-    run: Path = typer.Option(..., "--run-dir", help="Run folder: checkpoints, log.csv, curve.png (resumed if present)."),
-    kind: str = typer.Option("fewshot", "--kind", help="fewshot or classcond (the baseline)."),
-    steps: int = typer.Option(100_000, "--steps", min=1),
-    minutes: float = typer.Option(0.0, "--minutes", min=0.0, help="Stop after this many minutes (0: no limit)."),
-    batch: int = typer.Option(8, "--batch", min=1),
-    lr: float = typer.Option(1e-3, "--lr"),
-    lr_final: float = typer.Option(0.0, "--lr-final", min=0.0, help="Decay the learning rate (cosine) from --lr to this at --steps (0: constant)."),
-    schedule_start: Optional[int] = typer.Option(None, "--schedule-start", help="Begin the --lr-final decay at this step (default: where the run or --init began), e.g. to decay a resumed run that trained at a constant rate; Adam's state is kept."),
-    seed: int = typer.Option(0, "--seed"),
-    init: str = typer.Option("", "--init", help="Start from a weights file."),
-    teacher: str = typer.Option("", "--teacher", help="Distil a few-shot model from this class-conditioned one (its U-Net is the start)."),
-    distill_weight: float = typer.Option(1.0, "--distill-weight", min=0.0, help="Weight of the distillation term against the -SDR loss."),
-    contrast_weight: float = typer.Option(0.0, "--contrast-weight", min=0.0, help="Weight of the example-contrast term (few-shot): targets nearer their class's example clips than others'."),
-    export_to: Optional[Path] = typer.Option(None, "--export", help="After training, write shippable fp16 weights here."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --export file."),
-    val_every: int = typer.Option(200, "--val-every", min=1),
-    val_episodes: int = typer.Option(48, "--val-episodes", min=1),
-    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
-    channels: Optional[str] = typer.Option(None, "--channels", help="U-Net widths, e.g. 8,16,32,64,128,256."),
-    dropout: float = typer.Option(0.3, "--dropout", min=0.0, max=0.9, help="Dropout in the first three decoder blocks while training."),
-    film: str = typer.Option("encoder", "--film", help="FiLM placement: encoder (every encoder block) or bottleneck (the paper's)."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast on CUDA and on CPUs with native bf16), fp32 or bf16."),
-    hide_unseen: bool = typer.Option(False, "--hide-unseen", help="Leave the unseen classes out of training mixtures too (by default they are interferers, never targets)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Processes drawing training episodes (0: the training process; use several to keep a GPU busy)."),
-) -> None:
-    """Train the few-shot model or the class-conditioned baseline (works under torchrun for DDP)."""
-    from mss_cli.train import TrainConfig, export
-    from mss_cli.device import check_precision
-    from mss_cli.train import train as run_training
-
-    cfg = TrainConfig(precision=check_precision(precision), data=str(data), run=str(run), kind=kind, steps=steps, minutes=minutes, batch=batch, lr=lr, lr_final=lr_final,
-                      schedule_start=schedule_start, seed=seed, init=init, teacher=teacher, distill_weight=distill_weight, contrast_weight=contrast_weight, val_every=val_every, val_episodes=val_episodes,
-                      checkpoint_every=checkpoint_every, workers=workers, hide_unseen=hide_unseen, film=film, dropout=dropout)
-    if export_to and not overwrite:  # before hours of training, not after
-        refuse_to_replace(export_to, "weights file", usage=True)
-    if channels is not None:
-        try:
-            cfg.channels = [int(c) for c in channels.split(",")]
-        except ValueError:
-            raise UsageError(f"--channels {channels!r}: comma-separated whole numbers, e.g. 8,16,32,64,128,256") from None
-    checkpoint = run_training(cfg)
-    if export_to:
-        export(checkpoint, export_to)
-        say(f"mss: weights written to {export_to}")
-
-
 @app.command("eval")
 def evaluate_command(
-    data: Optional[Path] = typer.Option(None, "--data", help="A rendered dataset (mss data build): the paper's table."),
-    folder: Optional[Path] = typer.Option(None, "--folder", help="Your own cases: CASE/mixture.*, target.*, like/*, not/*."),
-    out: Path = typer.Option(Path("docs"), "--out", "-o", help="Where evaluation.md, .jsonl and .png go."),
-    episodes: int = typer.Option(30, "--episodes", min=1, help="Episodes per group (seen, unseen, unseen timbre)."),
-    seed: int = typer.Option(7, "--seed"),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="Few-shot model (default: shipped)."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="Class-conditioned model to compare (default: the shipped one, if any)."),
+    folder: Path = typer.Option(..., "--folder", help="Your own cases: CASE/mixture.*, target.*, like/*, not/*."),
+    out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Where evaluation.md, .jsonl and .png go."),
+    weights: Path | None = typer.Option(None, "--weights", help="Few-shot model (default: shipped)."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch CPU threads (0: default)."),
-    method: Optional[list[str]] = typer.Option(None, "--method", help="With --data: run only this method, e.g. \"few-shot, 5 positives\" (repeatable; default: all)."),
-    against: Optional[Path] = typer.Option(None, "--against", help="With --data: pair each method with an earlier run's (its evaluation.jsonl or folder; same data and --seed)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of an earlier run in --out."),
 ) -> None:
-    """Measure separation quality (SDR, SI-SDR, SDRi): on the validation data, or on your folder."""
-    import torch
-
+    """Measure separation quality (SDR, SI-SDR, SDRi) on your own cases (needs the eval extra)."""
     from mss_cli import evaluate as ev
+    from mss_cli import report
 
-    if (data is None) == (folder is None):
-        raise UsageError("give exactly one of --data or --folder")
-    if folder is not None and (method or against):
-        raise UsageError("--method and --against go with --data")
-    ev.check_outputs(out, overwrite)  # these two fail before the slow part
-    earlier = (str(against), ev.load_cases(against)) if against else None
-    if threads:
-        torch.set_num_threads(threads)
-    model = load_model_for(weights, "cpu")
-    if folder is not None:
-        cases = ev.evaluate_folder(model, folder, progress=say)
-    else:
-        from mss_cli.weights import BASELINE_WEIGHTS, shipped_weights
+    report.check_outputs(out, overwrite)  # before the slow part
+    model = load_model_for(weights, "cpu", threads)
+    cases = ev.evaluate_folder(model, folder, progress=say)
+    print(report.save(cases, out, recorded_command("mss")))
 
-        baseline = baseline or (shipped_weights(BASELINE_WEIGHTS) if shipped_weights(BASELINE_WEIGHTS).is_file() else None)
-        base = load_model_for(baseline, "cpu") if baseline else None
-        cases = ev.evaluate(data, model, base, episodes, seed, progress=say, methods=method or ())
-    print(ev.save(cases, out, "mss " + " ".join(sys.argv[1:]), earlier))
+
+def recorded_command(prog: str) -> str:
+    """This run's command line as a shell would re-run it (each argument quoted where it must be)."""
+    import shlex
+
+    return shlex.join([prog, *sys.argv[1:]])
 
 
 def split_example_lists(argv: list[str]) -> list[str]:
@@ -523,10 +544,14 @@ def split_example_lists(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one-line errors and the documented exit codes, whatever goes wrong."""
-    args = split_example_lists(list(sys.argv[1:] if argv is None else argv))
+    """Entry point of ``mss``."""
+    run_app(app, "mss", split_example_lists(list(sys.argv[1:] if argv is None else argv)))
+
+
+def run_app(typer_app: typer.Typer, prog: str, args: list[str]) -> None:
+    """Run a command line of ``typer_app``: one-line errors and the documented exit codes, whatever goes wrong."""
     try:
-        code = app(args=args, prog_name="mss", standalone_mode=False)
+        code = typer_app(args=args, prog_name=prog, standalone_mode=False)
     except MssError as exc:
         error(str(exc))
         sys.exit(exc.exit_code)

@@ -12,8 +12,14 @@ import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from mss_cli.model import ConditionedUNet
 
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import refuse_to_replace
@@ -24,22 +30,31 @@ WINDOW_SECONDS = 3.0
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4
 PROFILE_FORMAT = "mss-profile-1"
+# The profile tensor holding ``Conditioning.unwanted`` (its name in the file format).
+PROFILE_UNWANTED = "suppress"
+
+
+class Partner(NamedTuple):
+    """Another separator whose mask is averaged with the conditioned model's (``with_class``)."""
+
+    model: ConditionedUNet
+    vector: torch.Tensor
 
 
 @dataclass
 class Conditioning:
     """The vector that steers the separator, with where it came from."""
 
-    vector: "torch.Tensor"  # noqa: F821  (cond_dim,)
+    vector: torch.Tensor  # (cond_dim,)
     model_id: str
     positives: list[str]
     negatives: list[str]
     # (groups, cond_dim): one unwanted instrument per group of similar negative clips, whose mask the
-    # separator takes out of the target's (``suppression_vectors``); None: the negatives only steer.
-    suppress: "torch.Tensor | None" = None  # noqa: F821
+    # separator takes out of the target's (``unwanted_vectors``); None: the negatives only steer.
+    unwanted: torch.Tensor | None = None
     # (model, vector) pairs whose masks are averaged with this one's (``with_class``); not stored in
     # profiles: they name another model, which a profile is not tied to.
-    partners: list[tuple] = field(default_factory=list)
+    partners: list[Partner] = field(default_factory=list)
 
 
 def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | None = None) -> list[np.ndarray]:
@@ -70,7 +85,7 @@ def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | Non
     return [w * gain for w in loud]
 
 
-def embed_clips(model, paths: list[str], batch: int = 8) -> "torch.Tensor":  # noqa: F821
+def embed_clips(model, paths: list[str], batch: int = 8) -> torch.Tensor:
     """Per-clip embeddings (clips, embed_dim); windows go through the encoder ``batch`` at a time."""
     import torch
 
@@ -98,7 +113,7 @@ def embed_clips(model, paths: list[str], batch: int = 8) -> "torch.Tensor":  # n
     return torch.stack(out)
 
 
-def similar_groups(embeddings: "torch.Tensor", threshold: float = SAME_INSTRUMENT_COSINE) -> list[list[int]]:  # noqa: F821
+def similar_groups(embeddings: torch.Tensor, threshold: float = SAME_INSTRUMENT_COSINE) -> list[list[int]]:
     """Greedy grouping of clip embeddings (N, E): each clip joins the first group whose first clip
     is at least ``threshold`` cosine-similar, else starts a group."""
     import torch
@@ -114,10 +129,14 @@ def similar_groups(embeddings: "torch.Tensor", threshold: float = SAME_INSTRUMEN
     return groups
 
 
-def suppression_vectors(model, positive: "torch.Tensor", negative: "torch.Tensor",  # noqa: F821
-                        groups: list[list[int]] | None = None) -> "torch.Tensor":  # noqa: F821
+def unwanted_vectors(
+    model,
+    positive: torch.Tensor,
+    negative: torch.Tensor,
+    groups: list[list[int]] | None = None,
+) -> torch.Tensor:
     """Per-clip embeddings, positives (P, E) and negatives (M, E) -> (groups, cond_dim) for
-    ``make_separator``'s ``suppress``: clips of one instrument (similar embeddings, or the given
+    ``make_separator``'s ``unwanted``: clips of one instrument (similar embeddings, or the given
     ``groups`` of clip indices) are averaged into one vector, so five clips of the vocals cost one
     pass, not five. Measured on 300 validation
     episodes (5 negatives of 3.2 instruments on average): one pass per clip, per true instrument or
@@ -125,7 +144,7 @@ def suppression_vectors(model, positive: "torch.Tensor", negative: "torch.Tensor
     import torch
 
     groups = similar_groups(negative) if groups is None else groups
-    return model.suppression(positive, torch.stack([negative[g].mean(0) for g in groups]))
+    return model.unwanted_conditioning(positive, torch.stack([negative[g].mean(0) for g in groups]))
 
 
 def condition(model, positives: list[str], negatives: list[str] = ()) -> Conditioning:
@@ -140,8 +159,10 @@ def condition(model, positives: list[str], negatives: list[str] = ()) -> Conditi
     neg = embed_clips(model, list(negatives)) if negatives else None
     with torch.inference_mode():
         vector = model.conditioning(pos[None], None if neg is None else neg[None])[0]
-        suppress = None if neg is None else suppression_vectors(model, pos, neg).cpu()
-    return Conditioning(vector.cpu(), model.model_id, [str(p) for p in positives], [str(n) for n in negatives], suppress)
+        unwanted = None if neg is None else unwanted_vectors(model, pos, neg).cpu()
+    return Conditioning(
+        vector.cpu(), model.model_id, [str(p) for p in positives], [str(n) for n in negatives], unwanted
+    )
 
 
 def trained_classes(model) -> list[str]:
@@ -150,18 +171,20 @@ def trained_classes(model) -> list[str]:
     Its class table has a row for every class of the taxonomy, but the held-out ("unseen") classes'
     rows were never touched by training: they are random, so using one would be a silent guess.
     """
-    from mss_cli.data.taxonomy import load_taxonomy
+    from mss_cli.taxonomy import load_taxonomy
 
     return [c for c in load_taxonomy().seen if c in model.config.class_names]
 
 
-def class_vector(model, name: str) -> "torch.Tensor":  # noqa: F821
+def class_vector(model, name: str) -> torch.Tensor:
     """The learned conditioning vector (cond_dim,) of one of a class-conditioned model's trained classes."""
     import torch
 
     if model.config.kind != "classcond":
-        raise UsageError("--class needs a class-conditioned model (the default is mss-classcond.safetensors); "
-                         "this one takes example clips (--like)")
+        raise UsageError(
+            "--class needs a class-conditioned model (the default is mss-classcond.safetensors); "
+            "this one takes example clips (--like)"
+        )
     trained = trained_classes(model)
     if name not in trained:
         raise UsageError(f"--class {name}: not a class this model was trained on (one of: {', '.join(trained)})")
@@ -183,7 +206,7 @@ def with_class(model, cond: Conditioning, baseline, name: str) -> Conditioning:
     from mss_cli.model import check_same_transform
 
     check_same_transform(model, baseline)
-    return replace(cond, partners=[*cond.partners, (baseline, class_vector(baseline, name))])
+    return replace(cond, partners=[*cond.partners, Partner(baseline, class_vector(baseline, name))])
 
 
 def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) -> Path:
@@ -195,12 +218,16 @@ def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) 
     if not overwrite:
         refuse_to_replace(path, "profile")
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": PROFILE_FORMAT, "model_id": cond.model_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "positives": json.dumps([Path(p).name for p in cond.positives]),
-            "negatives": json.dumps([Path(p).name for p in cond.negatives])}
+    meta = {
+        "format": PROFILE_FORMAT,
+        "model_id": cond.model_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "positives": json.dumps([Path(p).name for p in cond.positives]),
+        "negatives": json.dumps([Path(p).name for p in cond.negatives]),
+    }
     tensors = {"conditioning": cond.vector.float().contiguous()}
-    if cond.suppress is not None:
-        tensors["suppress"] = cond.suppress.float().contiguous()
+    if cond.unwanted is not None:
+        tensors[PROFILE_UNWANTED] = cond.unwanted.float().contiguous()
     return write_safetensors(tensors, path, meta)
 
 
@@ -226,19 +253,26 @@ def load_profile(path: str | Path, model) -> Conditioning:
         raise UsageError(f"{path}: profile not found")
     meta = profile_metadata(path)
     if meta["model_id"] != model.model_id:
-        raise UsageError(f"{path}: profile was made for model {meta['model_id']}, not {model.model_id} (re-run mss embed)")
+        raise UsageError(
+            f"{path}: profile was made for model {meta['model_id']}, not {model.model_id} (re-run mss embed)"
+        )
     try:
         tensors = load_file(str(path))
         vector = tensors["conditioning"]
     except (SafetensorError, KeyError, OSError) as exc:
         raise UsageError(f"{path}: corrupt profile ({exc})") from None
     if vector.shape != (model.config.cond_dim,):
-        raise UsageError(f"{path}: profile vector has shape {tuple(vector.shape)}, model needs ({model.config.cond_dim},)")
+        raise UsageError(
+            f"{path}: profile vector has shape {tuple(vector.shape)}, model needs ({model.config.cond_dim},)"
+        )
     negatives = json.loads(meta["negatives"])
     # Profiles saved before suppression existed hold no such vectors: their negatives steer only.
-    suppress = tensors.get("suppress")
-    if suppress is not None and not (suppress.ndim == 2 and 1 <= suppress.shape[0] <= len(negatives)
-                                     and suppress.shape[1] == model.config.cond_dim):
-        raise UsageError(f"{path}: profile suppression vectors have shape {tuple(suppress.shape)}, expected "
-                         f"(1 to {len(negatives)}, {model.config.cond_dim})")
-    return Conditioning(vector, meta["model_id"], json.loads(meta["positives"]), negatives, suppress)
+    unwanted = tensors.get(PROFILE_UNWANTED)
+    if unwanted is not None and not (
+        unwanted.ndim == 2 and 1 <= unwanted.shape[0] <= len(negatives) and unwanted.shape[1] == model.config.cond_dim
+    ):
+        raise UsageError(
+            f"{path}: profile suppression vectors have shape {tuple(unwanted.shape)}, expected "
+            f"(1 to {len(negatives)}, {model.config.cond_dim})"
+        )
+    return Conditioning(vector, meta["model_id"], json.loads(meta["positives"]), negatives, unwanted)

@@ -4,8 +4,14 @@ which precision."""
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Literal, cast
 
 from mss_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+Precision = Literal["auto", "fp32", "bf16"]
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -31,16 +37,17 @@ def pick_device(name: str = "auto") -> str:
     return name
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
 
 
-def check_precision(precision: str) -> str:
+def check_precision(precision: str) -> Precision:
+    """A --precision value, validated (a usage error otherwise)."""
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
-    return precision
+    return cast(Precision, precision)
 
 
-def autocast_dtype(device: str, precision: str = "auto"):
+def autocast_dtype(device: str, precision: Precision = "auto") -> torch.dtype | None:
     """The reduced precision to run the separator in (a torch dtype), or None for float32.
 
     ``auto`` picks bfloat16 only where the hardware computes it natively: CUDA GPUs with bf16, and
@@ -58,5 +65,7 @@ def autocast_dtype(device: str, precision: str = "auto"):
         return torch.bfloat16
     if kind == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    native = [getattr(torch.cpu, name, lambda: False) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    native = [
+        getattr(torch.cpu, name, lambda: False) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    ]
     return torch.bfloat16 if any(check() for check in native) else None

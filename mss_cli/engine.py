@@ -25,8 +25,15 @@ def chunk_window(length: int) -> np.ndarray:
 class OverlapAdd:
     """Turns input blocks (frames, C) into separated target blocks (frames, C), in order."""
 
-    def __init__(self, separate: Callable[[torch.Tensor], torch.Tensor], chunk: int, overlap: float,
-                 batch_size: int = 1, on_chunk: Callable[[], None] | None = None, align: int = 1) -> None:
+    def __init__(
+        self,
+        separate: Callable[[torch.Tensor], torch.Tensor],
+        chunk: int,
+        overlap: float,
+        batch_size: int = 1,
+        on_chunk: Callable[[], None] | None = None,
+        align: int = 1,
+    ) -> None:
         """``align``: chunk starts, lengths and the lead are multiples of it. For an STFT U-Net that is
         hop x 2^depth, so every chunk sees the same frame grid and pooling phase as the whole track."""
         if not 0.0 <= overlap < 1.0:
@@ -64,8 +71,12 @@ class OverlapAdd:
 
         def flush(final: bool) -> Iterator[np.ndarray]:
             nonlocal acc, wsum, acc_start, inbuf, in_start
-            batch = np.stack([np.pad(seg, ((0, self.chunk - seg.shape[0]), (0, 0)))
-                              for seg in (inbuf[s - in_start : s - in_start + self.chunk] for s in pending)])
+            batch = np.stack(
+                [
+                    np.pad(seg, ((0, self.chunk - seg.shape[0]), (0, 0)))
+                    for seg in (inbuf[s - in_start : s - in_start + self.chunk] for s in pending)
+                ]
+            )
             n, length, c = batch.shape
             rows = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 2, 1).reshape(n * c, length)))
             out = self.separate(rows).reshape(n, c, length).permute(0, 2, 1).numpy()

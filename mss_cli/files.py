@@ -1,9 +1,10 @@
 """How mss writes files (stems, profiles, weights, checkpoints, logs, dataset manifests).
 
 Every output is written under a temporary name and renamed when complete, so an interrupted write
-never leaves a truncated file under the real name. The temporary file's creator decides its mode (``mkstemp`` and safetensors' writer both make it private, 0600), so the
-mode is set explicitly: what any new file would get under the umask, or, when a file is replaced
-(``--overwrite``), the permissions it had, as with ``cp`` or a shell redirection onto it.
+never leaves a truncated file under the real name. The temporary file's creator decides its mode
+(``mkstemp`` and safetensors' writer both make it private, 0600), so the mode is set explicitly:
+what any new file would get under the umask, or, when a file is replaced (``--overwrite``), the
+permissions it had, as with ``cp`` or a shell redirection onto it.
 """
 
 from __future__ import annotations

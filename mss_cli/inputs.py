@@ -88,7 +88,10 @@ def check_template(template: str) -> None:
         raise UsageError(f"--filename {template}: {exc}") from None
     unknown = names - TEMPLATE_FIELDS
     if unknown:
-        raise UsageError(f"--filename {template}: unknown field {{{sorted(unknown)[0]}}} (use {{track}}, {{stem}}, {{ext}}, {{parent}})")
+        raise UsageError(
+            f"--filename {template}: unknown field {{{sorted(unknown)[0]}}} "
+            "(use {track}, {stem}, {ext}, {parent})"
+        )
     if "stem" not in names:
         raise UsageError(f"--filename {template}: must contain {{stem}} (stems would overwrite each other)")
 

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from mss_cli.audio import SAMPLE_RATE
 
 
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model; stored as JSON metadata beside the weights."""
 
-    kind: str = "fewshot"  # "fewshot" (example clips) or "classcond" (a class id: the paper's baseline)
-    sample_rate: int = 44100
+    kind: Literal["fewshot", "classcond"] = (
+        "fewshot"  # "fewshot" (example clips) or "classcond" (a class id: the paper's baseline)
+    )
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 2048
     hop: int = 512
     bins: int = 512  # modelled bins: 0..11 kHz at 44.1 kHz / n_fft 2048
@@ -31,7 +36,9 @@ class ModelConfig:
     embed_dim: int = 128
     cond_dim: int = 128
     time_kernel: int = 3  # U-Net kernels are 5 (frequency) x time_kernel: a short time context keeps chunks seamless
-    film: str = "encoder"  # "encoder": FiLM on every encoder block (C-U-Net); "bottleneck": the last one only
+    film: Literal["encoder", "bottleneck"] = (
+        "encoder"  # "encoder": FiLM on every encoder block (C-U-Net); "bottleneck": the last one only
+    )
     dropout: float = 0.3  # in the first three decoder blocks, in training (Spleeter's and C-U-Net's value)
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
@@ -50,7 +57,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -88,7 +95,10 @@ class Spectrogram(nn.Module):
         out = out.reshape(batch, -1)[:, start : start + length]
         envelope = envelope.reshape(-1)[start : start + length]
         if out.shape[1] < length:  # as torch.istft, samples past the last frame are zeros
-            out, envelope = F.pad(out, (0, length - out.shape[1])), F.pad(envelope, (0, length - envelope.shape[0]), value=1.0)
+            out, envelope = (
+                F.pad(out, (0, length - out.shape[1])),
+                F.pad(envelope, (0, length - envelope.shape[0]), value=1.0),
+            )
         return out / envelope.clamp_min(1e-11)
 
 
@@ -170,7 +180,7 @@ class UNet(nn.Module):
         return torch.sigmoid(x)
 
 
-class Separator(nn.Module):
+class ConditionedUNet(nn.Module):
     """U-Net + FiLM generator + conditioning (example encoder for few-shot, class table for baseline)."""
 
     def __init__(self, config: ModelConfig) -> None:
@@ -183,8 +193,10 @@ class Separator(nn.Module):
         if config.film not in ("encoder", "bottleneck"):
             raise ValueError(f"unknown FiLM placement {config.film!r} (encoder or bottleneck)")
         if not config.channels or min(config.channels) < 1 or config.bins % 2 ** len(config.channels):
-            raise ValueError(f"U-Net widths {config.channels}: 1 to {config.bins.bit_length() - 1} positive widths "
-                             f"(each block halves the {config.bins} frequency bins)")
+            raise ValueError(
+                f"U-Net widths {config.channels}: 1 to {config.bins.bit_length() - 1} positive widths "
+                f"(each block halves the {config.bins} frequency bins)"
+            )
         self.unet = UNet(config.channels, config.time_kernel, config.dropout)
         film_channels = config.channels if config.film == "encoder" else config.channels[-1:]
         self.film_sizes = list(film_channels)
@@ -226,8 +238,13 @@ class Separator(nn.Module):
         """Mono example windows (N, samples) -> embeddings (N, embed_dim)."""
         return self.encoder(self.features(windows)[1])
 
-    def conditioning(self, positive: Tensor, negative: Tensor | None = None,
-                     positive_valid: Tensor | None = None, negative_valid: Tensor | None = None) -> Tensor:
+    def conditioning(
+        self,
+        positive: Tensor,
+        negative: Tensor | None = None,
+        positive_valid: Tensor | None = None,
+        negative_valid: Tensor | None = None,
+    ) -> Tensor:
         """Average positive (and negative) embeddings (B, K, E) -> conditioning vector (B, cond_dim).
 
         ``*_valid`` (B, K) masks padded examples in a training batch. Where a row has no negatives
@@ -236,18 +253,22 @@ class Separator(nn.Module):
         z_pos = masked_mean(positive, positive_valid)
         z_neg = self.null_negative.expand_as(z_pos)
         if negative is not None and negative.shape[1] > 0:
-            valid = negative_valid if negative_valid is not None else torch.ones(negative.shape[:2], dtype=torch.bool, device=negative.device)
+            valid = (
+                negative_valid
+                if negative_valid is not None
+                else torch.ones(negative.shape[:2], dtype=torch.bool, device=negative.device)
+            )
             has = valid.any(dim=1, keepdim=True)
             z_neg = torch.where(has, masked_mean(negative, valid), z_neg)
         return self.combine(torch.cat([z_pos, z_neg], dim=1))
 
-    def suppression(self, positive: Tensor, negative: Tensor) -> Tensor:
+    def unwanted_conditioning(self, positive: Tensor, negative: Tensor) -> Tensor:
         """Embeddings, positives (P, E) and unwanted instruments (M, E) -> (M, cond_dim): one vector
         per unwanted instrument asking for it, with the positives as its negatives.
 
         The model's own negative input only nudges the target's FiLM, and a mean over clips of
         several instruments blurs it (+0.1 dB measured). Separating each unwanted instrument in its
-        own right and removing what it claims from the target's mask (``suppress``) uses the
+        own right and removing what it claims from the target's mask (``take_out``) uses the
         negatives far more (the model card, "Suppressing the negatives")."""
         return self.conditioning(negative[:, None], positive[None].expand(negative.shape[0], -1, -1))
 
@@ -302,7 +323,7 @@ class Separator(nn.Module):
         return self.apply_mask(spec, self.mask(feats, cond), audio.shape[-1])
 
 
-def check_same_transform(model: "Separator", other: "Separator") -> None:
+def check_same_transform(model: ConditionedUNet, other: ConditionedUNet) -> None:
     """Masks can be averaged only between models on one STFT grid, chunk alignment and device."""
     from mss_cli.errors import UsageError
 
@@ -314,7 +335,7 @@ def check_same_transform(model: "Separator", other: "Separator") -> None:
         raise UsageError(f"these two models are on different devices ({model.device}, {other.device})")
 
 
-def suppress(mask: Tensor, unwanted: Tensor) -> Tensor:
+def take_out(mask: Tensor, unwanted: Tensor) -> Tensor:
     """Take out of the target's ``mask`` what the mask of an unwanted instrument claims: at each
     time-frequency bin the target keeps ``sqrt(1 - unwanted)`` of its share. ``unwanted`` is the
     bin-wise maximum over the negatives' masks (several negatives of one instrument do not compound).
@@ -343,7 +364,7 @@ def fold_batch_norm(conv: nn.Module, norm: nn.Module, out_dim: int) -> None:
     conv.bias = nn.Parameter(bias * scale + shift)
 
 
-def fuse_for_inference(model: "Separator") -> "Separator":
+def fuse_for_inference(model: ConditionedUNet) -> ConditionedUNet:
     """Fold every batch norm into its convolution: identical output, fewer passes over memory.
     Only for inference (the statistics are frozen); the model is left in eval mode."""
     model.eval()
@@ -367,7 +388,7 @@ def fuse_for_inference(model: "Separator") -> "Separator":
 
 
 @torch.no_grad()
-def bind_conditioning(model: "Separator", cond: Tensor) -> "Separator":
+def bind_conditioning(model: ConditionedUNet, cond: Tensor) -> ConditionedUNet:
     """A fused inference copy of ``model`` with one conditioning vector (1, cond_dim) folded in.
 
     FiLM is a per-channel affine map right after each (batch-norm-folded) encoder convolution, so

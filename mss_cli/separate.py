@@ -14,25 +14,38 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
 from mss_cli.audio import AtomicWriter, AudioReader, Resampler, WavStreamWriter, resolve_subtype
-from mss_cli.conditioning import Conditioning
+from mss_cli.conditioning import Conditioning, Partner
+from mss_cli.device import Precision
 from mss_cli.engine import OverlapAdd
 from mss_cli.errors import MssError
 from mss_cli.level import level_dbfs
 
+if TYPE_CHECKING:
+    import torch
+
+    from mss_cli.model import ConditionedUNet
+
+Format = Literal["wav", "flac", "mp3", "ogg"]
+BitDepth = Literal["16", "24", "32f"]
+Role = Literal["target", "residual"]
+
 
 @dataclass
 class SeparationOptions:
+    """How to separate and write (``mss separate``'s options of the same names)."""
+
     chunk_seconds: float = 10.0
     overlap: float = 0.15
     batch_size: int = 1
-    precision: str = "auto"
+    precision: Precision = "auto"
     shifts: int = 1
-    fmt: str = "wav"
-    bit_depth: str | None = None
+    fmt: Format = "wav"
+    bit_depth: BitDepth | None = None  # None: as the input
     overwrite: bool = False
 
 
@@ -50,22 +63,39 @@ class Written:
     clipped_samples: int = 0
 
 
+class Stem(NamedTuple):
+    """One stem to write: its name (``--json``'s ``stem``) and where it goes ("-": stdout)."""
+
+    name: str
+    dest: Path | str
+
+
 @dataclass
 class Outputs:
-    """Role ("target" / "residual") -> (stem name, destination path, or "-" for stdout)."""
+    """The stems to write, by role; plain (name, dest) pairs are taken as ``Stem``."""
 
-    paths: dict[str, tuple[str, Path | str]] = field(default_factory=dict)
+    paths: dict[Role, Stem] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.paths = {role: Stem(*stem) for role, stem in self.paths.items()}
 
 
-def make_separator(model, cond_vector, precision: str = "auto", suppress=None, shifts: int = 1,
-                   level: float | None = None, partners: Sequence[tuple] = ()) -> Callable:
+def make_separator(
+    model: ConditionedUNet,
+    cond_vector: torch.Tensor,
+    precision: Precision = "auto",
+    unwanted: torch.Tensor | None = None,
+    shifts: int = 1,
+    level: float | None = None,
+    partners: Sequence[Partner] = (),
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function rows (N, samples) -> target rows, running the model on its device with the
     conditioning folded into its weights (``bind_conditioning``) and in ``precision``; every mask
-    is the mean over ``shifts`` passes (``Separator.mask``).
+    is the mean over ``shifts`` passes (``ConditionedUNet.mask``).
 
-    ``suppress`` (M, cond_dim), from ``conditioning.suppression_vectors``: one more pass per row of
+    ``unwanted`` (M, cond_dim), from ``conditioning.unwanted_vectors``: one more pass per row of
     it, each separating an unwanted instrument, whose mask is then taken out of the target's
-    (``suppress`` in the model). The spectrogram is computed once for all of them.
+    (``take_out`` in the model). The spectrogram is computed once for all of them.
 
     ``level``: the whole input's gated level in dBFS (``level.level_dbfs``); the network sees the
     input scaled to the level its training mixtures had (``ModelConfig.mixture_dbfs``), so a loud
@@ -81,33 +111,43 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None, s
 
     from mss_cli.device import autocast_dtype
     from mss_cli.level import gain_to
-    from mss_cli.model import bind_conditioning, check_same_transform
-    from mss_cli.model import suppress as take_out
+    from mss_cli.model import bind_conditioning, check_same_transform, take_out
 
     device = model.device
     bound = bind_conditioning(model, cond_vector.reshape(1, -1))
-    unwanted = [bind_conditioning(model, v.reshape(1, -1)) for v in ([] if suppress is None else suppress)]
+    unwanted_models = [bind_conditioning(model, v.reshape(1, -1)) for v in ([] if unwanted is None else unwanted)]
     for other, _ in partners:
         check_same_transform(model, other)
-    bound_partners = [(bind_conditioning(m, v.reshape(1, -1)), gain_to(level, m.config.mixture_dbfs),
-                       torch.zeros(1, m.config.cond_dim, device=device)) for m, v in partners]
+    bound_partners = [
+        (
+            bind_conditioning(m, v.reshape(1, -1)),
+            gain_to(level, m.config.mixture_dbfs),
+            torch.zeros(1, m.config.cond_dim, device=device),
+        )
+        for m, v in partners
+    ]
     dtype = autocast_dtype(str(device), precision)
     unused = torch.zeros(1, model.config.cond_dim, device=device)
     gain = gain_to(level, model.config.mixture_dbfs)
 
     def run(rows: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+        ):
             rows = rows.to(device)
             spec, feats = bound.features(rows, gain)
             cond = unused.expand(rows.shape[0], -1)
             mask = bound.mask(feats, cond, shifts)
-            if unwanted:
-                most = unwanted[0].mask(feats, cond, shifts)
-                for other in unwanted[1:]:
+            if unwanted_models:
+                most = unwanted_models[0].mask(feats, cond, shifts)
+                for other in unwanted_models[1:]:
                     most = torch.maximum(most, other.mask(feats, cond, shifts))
                 mask = take_out(mask, most)
             for partner, partner_gain, idle in bound_partners:
-                mask = mask + partner.mask(partner.features_of(spec, partner_gain), idle.expand(rows.shape[0], -1), shifts)
+                mask = mask + partner.mask(
+                    partner.features_of(spec, partner_gain), idle.expand(rows.shape[0], -1), shifts
+                )
             mask = mask / (1 + len(bound_partners))
             out = bound.apply_mask(spec, mask, rows.shape[-1])
         return out.float().cpu()
@@ -115,14 +155,20 @@ def make_separator(model, cond_vector, precision: str = "auto", suppress=None, s
     return run
 
 
-def separate_file(model, cond: Conditioning, source: str | Path, outputs: Outputs, options: SeparationOptions,
-                  label: str | None = None, on_chunk: Callable[[], None] | None = None,
-                  on_start: Callable[[int], None] | None = None) -> list[Written]:
+def separate_file(
+    model: ConditionedUNet,
+    cond: Conditioning,
+    source: str | Path,
+    outputs: Outputs,
+    options: SeparationOptions,
+    label: str | None = None,
+    on_chunk: Callable[[], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> list[Written]:
     """Separate ``source`` into the stems named in ``outputs`` (``target`` and/or ``residual`` roles),
     as ``cond`` asks (its vector, and its negatives' suppression vectors if it has them).
 
-    Writers are opened
-    before any work so an existing output or an unwritable folder fails fast, and every writer is
+    Writers are opened  before any work so an existing output or an unwritable folder fails fast, and every writer is
     aborted (temporary file removed) if anything goes wrong, including KeyboardInterrupt.
     """
     started = time.time()
@@ -134,19 +180,28 @@ def separate_file(model, cond: Conditioning, source: str | Path, outputs: Output
         try:
             for role, (name, dest) in outputs.paths.items():
                 if dest == "-":
-                    writers[role] = (name, WavStreamWriter(sys.stdout.buffer, info.sample_rate, info.channels,
-                                                           info.frames, subtype or "PCM_16"))
+                    writers[role] = (
+                        name,
+                        WavStreamWriter(
+                            sys.stdout.buffer, info.sample_rate, info.channels, info.frames, subtype or "PCM_16"
+                        ),
+                    )
                 else:
-                    writers[role] = (name, AtomicWriter(Path(dest), info.sample_rate, info.channels, options.fmt,
-                                                        subtype, options.overwrite))
+                    writers[role] = (
+                        name,
+                        AtomicWriter(
+                            Path(dest), info.sample_rate, info.channels, options.fmt, subtype, options.overwrite
+                        ),
+                    )
             rate = model.config.sample_rate
             chunk = int(options.chunk_seconds * rate)
             align = model.config.hop * model.config.frame_multiple
             # A first pass over the decoded file (a seekable file, stdin's spool included): the level is
             # the whole track's, so every chunk is scaled alike and chunking changes nothing.
             level = level_dbfs(reader.blocks(), info.sample_rate)
-            separate = make_separator(model, cond.vector, options.precision, cond.suppress, options.shifts, level,
-                                      cond.partners)
+            separate = make_separator(
+                model, cond.vector, options.precision, cond.unwanted, options.shifts, level, cond.partners
+            )
             engine = OverlapAdd(separate, chunk, options.overlap, options.batch_size, on_chunk, align)
             model_frames = int(round(info.frames * rate / info.sample_rate))
             if on_start:
@@ -194,7 +249,15 @@ def separate_file(model, cond: Conditioning, source: str | Path, outputs: Output
     seconds = time.time() - started
     device = str(model.device)
     return [
-        Written(input=label, stem=name, path=str(dest), sample_rate=info.sample_rate, duration=info.duration,
-                seconds=round(seconds, 3), device=device, clipped_samples=writers[role][1].clipped)
+        Written(
+            input=label,
+            stem=name,
+            path=str(dest),
+            sample_rate=info.sample_rate,
+            duration=info.duration,
+            seconds=round(seconds, 3),
+            device=device,
+            clipped_samples=writers[role][1].clipped,
+        )
         for role, (name, dest) in outputs.paths.items()
     ]

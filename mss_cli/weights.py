@@ -89,13 +89,13 @@ def load_model(path: str | Path | None = None, device: str = "cpu", fuse: bool =
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from mss_cli.model import ModelConfig, Separator, fuse_for_inference
+    from mss_cli.model import ConditionedUNet, ModelConfig, fuse_for_inference
 
     path = Path(path) if path else shipped_weights()
     meta = read_metadata(path)
     if "config" not in meta:
         raise MssError(f"{path}: weights file has no mss model config")
-    model = Separator(ModelConfig.from_dict(json.loads(meta["config"])))
+    model = ConditionedUNet(ModelConfig.from_dict(json.loads(meta["config"])))
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, RuntimeError) as exc:

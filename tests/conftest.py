@@ -1,8 +1,13 @@
-"""Shared fixtures: a tiny random model saved as a weights file, and short synthetic audio."""
+"""Shared fixtures: a tiny random model saved as a weights file, and short synthetic audio.
+
+Tests marked ``slow`` (long end-to-end runs) are skipped unless ``MSS_SLOW_TESTS=1``, which CI sets,
+so ``python -m pytest`` stays quick on a laptop and CI still runs everything.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +26,25 @@ def tone(seconds: float, rate: int = 44100, freq: float = 440.0, channels: int =
     return out.astype(np.float32)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("MSS_SLOW_TESTS"):
+        return
+    skip = pytest.mark.skip(reason="slow: set MSS_SLOW_TESTS=1 to run it (CI does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def build_tiny_weights(path: Path, seed: int = 0, kind: str = "fewshot") -> Path:
     import torch
 
-    from mss_cli.data.taxonomy import load_taxonomy
-    from mss_cli.model import ModelConfig, Separator
+    from mss_cli.model import ConditionedUNet, ModelConfig
+    from mss_cli.taxonomy import load_taxonomy
     from mss_cli.weights import save_model
 
     torch.manual_seed(seed)
     names = [c.name for c in load_taxonomy().classes] if kind == "classcond" else []
-    model = Separator(ModelConfig(**TINY, kind=kind, num_classes=len(names), class_names=names))
+    model = ConditionedUNet(ModelConfig(**TINY, kind=kind, num_classes=len(names), class_names=names))
     with torch.no_grad():  # a non-trivial mask: random FiLM instead of the identity initialisation
         model.film.weight.normal_(0, 0.3)
     return save_model(model.eval(), path, half=False)
@@ -69,12 +83,12 @@ def tiny_dataset_plan() -> dict:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory, tiny_dataset_plan) -> Path:
     """Five generated songs and two chorales, rendered with FluidSynth (the Debian packages of .ci/run)."""
-    import os
+    from mss_cli.taxonomy import load_taxonomy
+    from mss_research.data.render import build
 
-    from mss_cli.data.render import build
-    from mss_cli.data.taxonomy import load_taxonomy
-
-    missing = [f for f in load_taxonomy().train_soundfonts + load_taxonomy().reserved_soundfonts if not os.path.exists(f)]
+    missing = [
+        f for f in load_taxonomy().train_soundfonts + load_taxonomy().reserved_soundfonts if not os.path.exists(f)
+    ]
     try:
         import fluidsynth  # noqa: F401  (needs the Debian libfluidsynth)
     except (ImportError, OSError) as exc:

@@ -9,9 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import tone
 
 import mss_cli.audio as audio
-from conftest import tone
 from mss_cli.errors import MssError
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
@@ -20,7 +20,9 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg
 @needs_ffmpeg
 def test_m4a_is_decoded_through_ffmpeg(tmp_path):
     sf.write(tmp_path / "a.wav", tone(2.0, rate=48000), 48000)
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "a.wav"), "-c:a", "aac", str(tmp_path / "a.m4a")], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(tmp_path / "a.wav"), "-c:a", "aac", str(tmp_path / "a.m4a")], check=True
+    )
     with audio.AudioReader(tmp_path / "a.m4a") as reader:
         assert reader.info.sample_rate == 48000 and reader.info.channels == 2
         data = np.concatenate(list(reader.blocks()))

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import build_tiny_weights, tone
+
 from mss_cli.cli import main, split_example_lists
 
 
@@ -39,9 +39,11 @@ def separate(capsys, weights: Path, *extra: str) -> tuple[int, str, str]:
 
 
 def test_help_is_fast_and_does_not_import_torch():
-    code = ("import sys\nfrom mss_cli.cli import main\n"
-            "try:\n    main(['separate', '--help'])\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    code = (
+        "import sys\nfrom mss_cli.cli import main\n"
+        "try:\n    main(['separate', '--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "--like" in proc.stdout
@@ -66,7 +68,9 @@ def mode_of(path: str | Path) -> int:
 
 
 def test_separate_writes_target_and_residual_that_sum_to_the_mix(capsys, workdir, tiny_weights):
-    code, out, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav")
+    code, out, err = separate(
+        capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav"
+    )
     assert code == 0, err
     mix, rate = sf.read("song.wav")
     target, r1 = sf.read("separated/song/target.wav")
@@ -117,14 +121,30 @@ def test_json_lines_describe_each_written_file(capsys, workdir, tiny_weights):
 
 
 def test_name_template_format_and_no_residual(capsys, workdir, tiny_weights):
-    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "--name", "guitar",
-                            "--filename", "{parent}-{track}.{stem}.{ext}", "-o", "out", "--format", "flac", "--bit-depth", "24")
+    code, _, err = separate(
+        capsys,
+        tiny_weights,
+        "song.wav",
+        "--like",
+        "like_1.wav",
+        "--name",
+        "guitar",
+        "--filename",
+        "{parent}-{track}.{stem}.{ext}",
+        "-o",
+        "out",
+        "--format",
+        "flac",
+        "--bit-depth",
+        "24",
+    )
     assert code == 0, err
     files = sorted(p.name for p in Path("out").iterdir())
     assert files == [f"{workdir.name}-song.guitar.flac", f"{workdir.name}-song.no_guitar.flac"]
     assert sf.info(f"out/{files[0]}").subtype == "PCM_24"
-    code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "--no-residual", "-o", "solo",
-                            "--format", "mp3")
+    code, _, err = separate(
+        capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "--no-residual", "-o", "solo", "--format", "mp3"
+    )
     assert code == 0, err
     assert [p.name for p in Path("solo/song").iterdir()] == ["target.mp3"]
     assert sf.info("solo/song/target.mp3").channels == 2
@@ -158,8 +178,19 @@ def test_folder_input_jobs_and_failures_keep_going(capsys, workdir, tiny_weights
         sf.write(workdir / "album" / name, tone(1.5, seed=len(name)), 44100)
     (workdir / "album" / "notes.txt").write_text("not audio")
     (workdir / "album" / "broken.wav").write_text("not a wav file")
-    code, out, err = run(capsys, "separate", "album", "missing.wav", "--like", "like_1.wav", "--weights",
-                         str(tiny_weights), "--jobs", "2", "--json")
+    code, out, err = run(
+        capsys,
+        "separate",
+        "album",
+        "missing.wav",
+        "--like",
+        "like_1.wav",
+        "--weights",
+        str(tiny_weights),
+        "--jobs",
+        "2",
+        "--json",
+    )
     assert code == 1
     written = {Path(json.loads(l)["path"]).parent.name for l in out.splitlines()}
     assert written == {"a", "b"}
@@ -174,8 +205,18 @@ def test_colliding_output_names_fail_for_the_later_input(capsys, workdir, tiny_w
     code, _, err = separate(capsys, tiny_weights, "x/take.wav", "y/take.wav", "--like", "like_1.wav")
     assert code == 1
     assert_one_line_error(err, "y/take.wav", "{parent}")
-    code, _, err = separate(capsys, tiny_weights, "x/take.wav", "y/take.wav", "--like", "like_1.wav",
-                            "--filename", "{parent}/{track}/{stem}.{ext}", "-o", "ok")
+    code, _, err = separate(
+        capsys,
+        tiny_weights,
+        "x/take.wav",
+        "y/take.wav",
+        "--like",
+        "like_1.wav",
+        "--filename",
+        "{parent}/{track}/{stem}.{ext}",
+        "-o",
+        "ok",
+    )
     assert code == 0, err
     assert Path("ok/x/take/target.wav").is_file() and Path("ok/y/take/target.wav").is_file()
 
@@ -186,8 +227,19 @@ def test_shard_processes_only_its_slice(capsys, workdir, tiny_weights):
         sf.write(workdir / "many" / f"t{i}.wav", tone(1.1, seed=i), 44100)
     tracks = set()
     for i in (1, 2):
-        code, out, err = run(capsys, "separate", "many", "--like", "like_1.wav", "--weights", str(tiny_weights),
-                             "--shard", f"{i}/2", "--json", "--no-residual")
+        code, out, err = run(
+            capsys,
+            "separate",
+            "many",
+            "--like",
+            "like_1.wav",
+            "--weights",
+            str(tiny_weights),
+            "--shard",
+            f"{i}/2",
+            "--json",
+            "--no-residual",
+        )
         assert code == 0, err
         got = {Path(json.loads(l)["input"]).stem for l in out.splitlines()}
         assert got and not got & tracks
@@ -198,8 +250,24 @@ def test_shard_processes_only_its_slice(capsys, workdir, tiny_weights):
 def test_stdin_to_stdout_pipe(workdir, tiny_weights):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
     with open("song.wav", "rb") as src:
-        proc = subprocess.run([sys.executable, "-m", "mss_cli", "separate", "-", "--like", "like_1.wav", "-o", "-",
-                               "--weights", str(tiny_weights)], stdin=src, capture_output=True, env=env)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mss_cli",
+                "separate",
+                "-",
+                "--like",
+                "like_1.wav",
+                "-o",
+                "-",
+                "--weights",
+                str(tiny_weights),
+            ],
+            stdin=src,
+            capture_output=True,
+            env=env,
+        )
     assert proc.returncode == 0, proc.stderr.decode()
     Path("piped.wav").write_bytes(proc.stdout)
     piped, rate = sf.read("piped.wav")
@@ -207,8 +275,24 @@ def test_stdin_to_stdout_pipe(workdir, tiny_weights):
     assert rate == 44100 and piped.shape == mix.shape
     assert np.abs(piped).max() > 1e-3
     # Garbage on stdin: one error line that calls it "-", not the temporary file it was spooled to.
-    bad = subprocess.run([sys.executable, "-m", "mss_cli", "separate", "-", "--like", "like_1.wav", "-o", "-",
-                          "--weights", str(tiny_weights)], input=b"not audio at all" * 100, capture_output=True, env=env)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mss_cli",
+            "separate",
+            "-",
+            "--like",
+            "like_1.wav",
+            "-o",
+            "-",
+            "--weights",
+            str(tiny_weights),
+        ],
+        input=b"not audio at all" * 100,
+        capture_output=True,
+        env=env,
+    )
     err = bad.stderr.decode()
     assert bad.returncode == 1 and bad.stdout == b""
     assert_one_line_error(err, "-: cannot decode")
@@ -216,18 +300,53 @@ def test_stdin_to_stdout_pipe(workdir, tiny_weights):
 
 
 def test_profiles_are_saved_listed_and_reused(capsys, workdir, tiny_weights, tmp_path_factory):
-    code, _, err = run(capsys, "embed", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "tones",
-                       "--weights", str(tiny_weights), "--quiet")
+    code, _, err = run(
+        capsys,
+        "embed",
+        "--like",
+        "like_1.wav",
+        "like_2.flac",
+        "--not",
+        "not_1.wav",
+        "-o",
+        "tones",
+        "--weights",
+        str(tiny_weights),
+        "--quiet",
+    )
     assert code == 0, err
     code, out, _ = run(capsys, "profiles", "--json")
     row = json.loads(out)
-    assert row["name"] == "tones" and row["positives"] == ["like_1.wav", "like_2.flac"] and row["negatives"] == ["not_1.wav"]
+    assert (
+        row["name"] == "tones"
+        and row["positives"] == ["like_1.wav", "like_2.flac"]
+        and row["negatives"] == ["not_1.wav"]
+    )
     assert mode_of(row["path"]) == new_file_mode()  # not the private 0600 safetensors' writer gives
     assert separate(capsys, tiny_weights, "song.wav", "--profile", "tones", "-o", "a")[0] == 0
-    assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "b")[0] == 0
+    assert (
+        separate(
+            capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "b"
+        )[0]
+        == 0
+    )
     assert Path("a/song/target.wav").read_bytes() == Path("b/song/target.wav").read_bytes()  # suppression kept
-    assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "d",
-                    "--no-suppress")[0] == 0
+    assert (
+        separate(
+            capsys,
+            tiny_weights,
+            "song.wav",
+            "--like",
+            "like_1.wav",
+            "like_2.flac",
+            "--not",
+            "not_1.wav",
+            "-o",
+            "d",
+            "--no-suppress",
+        )[0]
+        == 0
+    )
     assert Path("a/song/target.wav").read_bytes() != Path("d/song/target.wav").read_bytes()
     other = build_tiny_weights(tmp_path_factory.mktemp("w2") / "other.safetensors", seed=1)
     code, _, err = separate(capsys, other, "song.wav", "--profile", "tones", "-o", "c")
@@ -253,8 +372,17 @@ def test_info_lists_the_classes_a_class_conditioned_model_accepts(capsys, tiny_c
 
 def test_unquoted_globs_give_several_examples():
     argv = ["separate", "song.wav", "--like", "g1.wav", "g2.wav", "--not", "v.wav", "--json"]
-    assert split_example_lists(argv) == ["separate", "song.wav", "--like", "g1.wav", "--like", "g2.wav",
-                                         "--not", "v.wav", "--json"]
+    assert split_example_lists(argv) == [
+        "separate",
+        "song.wav",
+        "--like",
+        "g1.wav",
+        "--like",
+        "g2.wav",
+        "--not",
+        "v.wav",
+        "--json",
+    ]
 
 
 # --- errors: one line, the file and the cause, the documented exit code, nothing left behind ---------
@@ -293,11 +421,21 @@ def test_class_conditioned_model_separates_by_class_name(capsys, workdir, tiny_w
         (["--class", "viola"], tiny_classcond_weights, ["viola", "not a class this model was trained on"]),
         (["--class", "bass", "--not", "like_1.wav"], tiny_classcond_weights, ["--not needs --like"]),
         (["--class", "bass"], tiny_weights, ["--class needs a class-conditioned model"]),
-        (["--like", "like_1.wav", "--baseline", str(tiny_classcond_weights)], tiny_weights, ["--baseline", "give all three"]),
-        (["--like", "like_1.wav", "--class", "bass", "--baseline", str(tiny_weights)], tiny_weights,
-         ["--class needs a class-conditioned model"]),
-        (["--like", "like_1.wav", "--class", "viola", "--baseline", str(tiny_classcond_weights)], tiny_weights,
-         ["viola", "not a class this model was trained on"]),
+        (
+            ["--like", "like_1.wav", "--baseline", str(tiny_classcond_weights)],
+            tiny_weights,
+            ["--baseline", "give all three"],
+        ),
+        (
+            ["--like", "like_1.wav", "--class", "bass", "--baseline", str(tiny_weights)],
+            tiny_weights,
+            ["--class needs a class-conditioned model"],
+        ),
+        (
+            ["--like", "like_1.wav", "--class", "viola", "--baseline", str(tiny_classcond_weights)],
+            tiny_weights,
+            ["viola", "not a class this model was trained on"],
+        ),
         (["--like", "like_1.wav"], tiny_classcond_weights, ["class-conditioned", "--class NAME"]),
     ):
         code, _, err = separate(capsys, weights, "song.wav", *args, "--overwrite")
@@ -308,6 +446,7 @@ def test_class_conditioned_model_separates_by_class_name(capsys, workdir, tiny_w
 def test_class_name_with_clips_averages_the_two_models(capsys, workdir, tiny_weights, tiny_classcond_weights):
     """--like with --class: the few-shot and the class-conditioned separations, averaged; with --not
     the negatives are taken out of the few-shot model's share (the baseline gets none)."""
+
     def target(*args: str) -> np.ndarray:
         code, _, err = run(capsys, "separate", "song.wav", *args, "--bit-depth", "32f", "--overwrite", "--quiet")
         assert code == 0, err
@@ -316,22 +455,51 @@ def test_class_name_with_clips_averages_the_two_models(capsys, workdir, tiny_wei
     for negatives in ([], ["--not", "not_1.wav"]):
         fewshot = target("--like", "like_1.wav", *negatives, "--weights", str(tiny_weights))
         baseline = target("--class", "bass", "--weights", str(tiny_classcond_weights))
-        both = target("--like", "like_1.wav", *negatives, "--class", "bass", "--weights", str(tiny_weights),
-                      "--baseline", str(tiny_classcond_weights))
+        both = target(
+            "--like",
+            "like_1.wav",
+            *negatives,
+            "--class",
+            "bass",
+            "--weights",
+            str(tiny_weights),
+            "--baseline",
+            str(tiny_classcond_weights),
+        )
         np.testing.assert_allclose(both, (fewshot + baseline) / 2, atol=1e-4)
     # A profile takes the place of the clips.
-    assert run(capsys, "embed", "--like", "like_1.wav", "-o", "./guitar.safetensors", "--weights", str(tiny_weights))[0] == 0
-    from_profile = target("--profile", "./guitar.safetensors", "--class", "bass", "--weights", str(tiny_weights),
-                          "--baseline", str(tiny_classcond_weights))
-    np.testing.assert_allclose(from_profile, (target("--like", "like_1.wav", "--weights", str(tiny_weights)) + baseline) / 2, atol=1e-4)
+    assert (
+        run(capsys, "embed", "--like", "like_1.wav", "-o", "./guitar.safetensors", "--weights", str(tiny_weights))[0]
+        == 0
+    )
+    from_profile = target(
+        "--profile",
+        "./guitar.safetensors",
+        "--class",
+        "bass",
+        "--weights",
+        str(tiny_weights),
+        "--baseline",
+        str(tiny_classcond_weights),
+    )
+    np.testing.assert_allclose(
+        from_profile, (target("--like", "like_1.wav", "--weights", str(tiny_weights)) + baseline) / 2, atol=1e-4
+    )
 
 
 def test_bad_example_clips(capsys, workdir, tiny_weights):
     sf.write("short.wav", tone(0.4, channels=1), 44100)
     sf.write("silent.wav", np.zeros((44100 * 2, 1), np.float32), 44100)
     Path("garbage.wav").write_bytes(b"RIFF....garbage")
-    sf.write("nan.wav", np.where(np.arange(44100 * 2)[:, None] == 500, np.nan, tone(2.0, channels=1)), 44100, subtype="FLOAT")
-    for name, needle in (("short.wav", "too short"), ("silent.wav", "silent"), ("garbage.wav", "decode"), ("nan.wav", "NaN")):
+    sf.write(
+        "nan.wav", np.where(np.arange(44100 * 2)[:, None] == 500, np.nan, tone(2.0, channels=1)), 44100, subtype="FLOAT"
+    )
+    for name, needle in (
+        ("short.wav", "too short"),
+        ("silent.wav", "silent"),
+        ("garbage.wav", "decode"),
+        ("nan.wav", "NaN"),
+    ):
         code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", name)
         assert code == 2, err
         assert_one_line_error(err, name, needle)
@@ -344,7 +512,12 @@ def test_bad_inputs(capsys, workdir, tiny_weights):
     mix = tone(1.0)
     mix[300, 1] = np.inf  # one bad sample would spread over a whole chunk of output
     sf.write("inf.wav", mix, 44100, subtype="FLOAT")
-    for name, needle in (("silent.wav", "silent"), ("empty.wav", "empty"), ("text.wav", "decode"), ("inf.wav", "infinite")):
+    for name, needle in (
+        ("silent.wav", "silent"),
+        ("empty.wav", "empty"),
+        ("text.wav", "decode"),
+        ("inf.wav", "infinite"),
+    ):
         code, _, err = separate(capsys, tiny_weights, name, "--like", "like_1.wav")
         assert code == 1, err
         assert_one_line_error(err, name, needle)

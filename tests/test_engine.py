@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import build_tiny_weights, tone
+
 from mss_cli.audio import Resampler
 from mss_cli.conditioning import condition
 from mss_cli.device import autocast_dtype
@@ -36,8 +36,10 @@ def run_engine(fn, x: np.ndarray, chunk: int, overlap: float, batch: int = 1, al
 
 
 @pytest.mark.parametrize("frames", [1, 999, 1000, 1001, 7777])
-@pytest.mark.parametrize("chunk, overlap, batch, align", [(1000, 0.0, 1, 1), (1000, 0.25, 1, 1), (640, 0.5, 3, 64),
-                                                          (300, 0.75, 2, 1), (1000, 0.3, 2, 128)])
+@pytest.mark.parametrize(
+    "chunk, overlap, batch, align",
+    [(1000, 0.0, 1, 1), (1000, 0.25, 1, 1), (640, 0.5, 3, 64), (300, 0.75, 2, 1), (1000, 0.3, 2, 128)],
+)
 def test_overlap_add_reconstructs_a_pointwise_model_exactly(frames, chunk, overlap, batch, align):
     x = np.random.default_rng(frames).standard_normal((frames, 3)).astype(np.float32)
     y = run_engine(lambda rows: 0.5 * rows, x, chunk, overlap, batch, align)
@@ -66,7 +68,7 @@ def test_chunked_output_matches_whole_track(tiny_weights, negatives, shifts):
     cond = torch.randn(model.config.cond_dim)
     x = tone(20.0, freq=180) + tone(20.0, freq=610, seed=5)
     unwanted = torch.randn(negatives, model.config.cond_dim) if negatives else None
-    fn = make_separator(model, cond, suppress=unwanted, shifts=shifts)
+    fn = make_separator(model, cond, unwanted=unwanted, shifts=shifts)
     align = model.config.hop * model.config.frame_multiple
     whole = run_engine(fn, x, len(x) + 44100, 0.0, align=align)
     for chunk, overlap in ((2.0, 0.25), (5.0, 0.25), (5.0, 0.5)):
@@ -91,7 +93,9 @@ def test_suppression_takes_each_negatives_mask_out_of_the_targets(tiny_weights):
     assert snr_db(plain[0].numpy(), got[0].numpy()) < 20.0  # the negatives did take something out
     # A negative that asks for what the target's vector asks for leaves the target mask x sqrt(1 - mask).
     same = make_separator(model, cond, "fp32", cond)(x)
-    torch.testing.assert_close(same, model.apply_mask(spec, target * (1 - target).sqrt(), x.shape[-1]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        same, model.apply_mask(spec, target * (1 - target).sqrt(), x.shape[-1]), atol=1e-4, rtol=0
+    )
 
 
 def test_partners_masks_are_averaged_with_the_models_after_its_suppression(tmp_path, tiny_weights):
@@ -150,7 +154,7 @@ def test_clips_of_one_instrument_share_a_suppression_pass(tmp_path, tiny_weights
     sf.write(tmp_path / "not.wav", tone(1.5, freq=97, channels=1, seed=3), 44100)
     cond = condition(model, [str(tmp_path / "like.wav")], [str(tmp_path / "not.wav")] * 3)
     assert cond.negatives == [str(tmp_path / "not.wav")] * 3
-    assert cond.suppress.shape == (1, model.config.cond_dim)  # the same clip three times: one pass
+    assert cond.unwanted.shape == (1, model.config.cond_dim)  # the same clip three times: one pass
 
 
 def test_resampling_round_trip_keeps_length_and_signal():
@@ -257,21 +261,24 @@ PEAK_RSS = textwrap.dedent(
 
 
 def test_peak_memory_does_not_grow_with_track_length(tmp_path, tiny_weights):
-    """A 60-minute track separates in about the same peak memory as a 1-minute one."""
+    """A 10-minute track separates in about the same peak memory as a 1-minute one. Holding the
+    track whole even once (float32 at 44.1 kHz: 106 MB for 10 minutes) would break the 10% bound
+    (about 45 MB over a 1-minute run's peak); the engine's buffers are a chunk long whatever the length."""
     rss = {}
-    for minutes in (1, 60):
+    for minutes in (1, 10):
         src = tmp_path / f"{minutes}.wav"
         rate = 8000  # keeps the 60-minute file small on disk; it is resampled to 44.1 kHz and back
         with sf.SoundFile(src, "w", rate, 1, subtype="PCM_16") as fh:
             for _ in range(minutes):
                 fh.write(tone(60.0, rate=rate, channels=1, freq=300))
-        proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(tiny_weights), str(src), str(tmp_path)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS, str(tiny_weights), str(src), str(tmp_path)], capture_output=True, text=True
+        )
         assert proc.returncode == 0, proc.stderr
         rss[minutes] = json.loads(proc.stdout)["peak_rss_mb"]
         assert sf.info(tmp_path / "t.wav").frames == minutes * 60 * rate
-    print(f"peak RSS: 1 min {rss[1]:.0f} MB, 60 min {rss[60]:.0f} MB")
-    assert rss[60] < rss[1] * 1.10
+    print(f"peak RSS: 1 min {rss[1]:.0f} MB, 10 min {rss[10]:.0f} MB")
+    assert rss[10] < rss[1] * 1.10
 
 
 def test_folding_batch_norms_keeps_the_output(tiny_weights):
@@ -280,11 +287,11 @@ def test_folding_batch_norms_keeps_the_output(tiny_weights):
 
     from safetensors.torch import load_file
 
-    from mss_cli.model import ModelConfig, Separator, bind_conditioning, fuse_for_inference
+    from mss_cli.model import ConditionedUNet, ModelConfig, bind_conditioning, fuse_for_inference
     from mss_cli.weights import read_metadata
 
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in load_model(tiny_weights).modules())
-    plain = Separator(ModelConfig.from_dict(json.loads(read_metadata(tiny_weights)["config"])))
+    plain = ConditionedUNet(ModelConfig.from_dict(json.loads(read_metadata(tiny_weights)["config"])))
     plain.load_state_dict(load_file(str(tiny_weights)))
     plain.eval()
     with torch.no_grad():  # non-trivial running statistics and affine terms, as after training

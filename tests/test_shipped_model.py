@@ -10,8 +10,8 @@ import soundfile as sf
 
 from mss_cli.cli import main
 from mss_cli.conditioning import condition
-from mss_cli.metrics import si_sdr, snr_db
 from mss_cli.engine import OverlapAdd
+from mss_cli.metrics import si_sdr, snr_db
 from mss_cli.separate import make_separator
 from mss_cli.weights import BASELINE_WEIGHTS, load_model, shipped_weights
 
@@ -37,7 +37,10 @@ def demo_improvement(out: Path, instrument: str, *how: str) -> float:
     np.testing.assert_allclose(est + res, mix, atol=1e-5)
     # SI-SDR, not plain SDR: a silent output scores 0 dB plain SDR, far above a quiet stem's mixture.
     improvement = si_sdr(ref.ravel(), est.ravel()) - si_sdr(ref.ravel(), mix.ravel())
-    print(f"{instrument} {' '.join(a for a in how if a.startswith('--'))}: SI-SDR {si_sdr(ref.ravel(), est.ravel()):.2f} dB, improvement {improvement:.2f} dB")
+    print(
+        f"{instrument} {' '.join(a for a in how if a.startswith('--'))}: "
+        f"SI-SDR {si_sdr(ref.ravel(), est.ravel()):.2f} dB, improvement {improvement:.2f} dB"
+    )
     return improvement
 
 
@@ -50,7 +53,9 @@ def test_demo_separation_improves_on_the_mixture(tmp_path, instrument, other):
     assert demo_improvement(tmp_path, instrument, "--like", *demo_clips(instrument), "--not", *demo_clips(other)) > 3.0
 
 
-needs_baseline = pytest.mark.skipif(not shipped_weights(BASELINE_WEIGHTS).is_file(), reason="no shipped baseline weights")
+needs_baseline = pytest.mark.skipif(
+    not shipped_weights(BASELINE_WEIGHTS).is_file(), reason="no shipped baseline weights"
+)
 
 
 @needs_baseline
@@ -86,8 +91,15 @@ def test_chunked_equals_whole_track_with_shipped_weights():
 
 
 def test_shipped_model_is_deterministic(tmp_path):
-    args = [str(EXAMPLES / "demo_mix.flac"), "--like", str(EXAMPLES / "clips" / "bass_1.flac"), "--quiet",
-            "--no-residual", "--chunk", "5"]
+    args = [
+        str(EXAMPLES / "demo_mix.flac"),
+        "--like",
+        str(EXAMPLES / "clips" / "bass_1.flac"),
+        "--quiet",
+        "--no-residual",
+        "--chunk",
+        "5",
+    ]
     assert cli("separate", *args, "-o", str(tmp_path / "a")) == 0
     assert cli("separate", *args, "-o", str(tmp_path / "b")) == 0
     assert (tmp_path / "a/demo_mix/target.wav").read_bytes() == (tmp_path / "b/demo_mix/target.wav").read_bytes()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 
@@ -67,10 +67,10 @@ class Taxonomy:
 
 @lru_cache(maxsize=1)
 def _raw() -> dict:
-    return json.loads(resources.files("mss_cli.data").joinpath("taxonomy.json").read_text())
+    return json.loads(resources.files("mss_cli").joinpath("taxonomy.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_taxonomy(version: int | None = None) -> Taxonomy:
     """The classes of taxonomy ``version`` (the latest when None); an unknown version is a ValueError."""
     raw = _raw()

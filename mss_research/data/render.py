@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mss_cli.data.hydrogen import PREFIX as HYDROGEN
-from mss_cli.data.hydrogen import HydrogenKit, available_kits
-from mss_cli.data.scores import Note, Work, corpus_paths, corpus_work, pop_arrangement
-from mss_cli.data.taxonomy import Taxonomy, load_taxonomy
+from mss_cli.audio import SAMPLE_RATE
 from mss_cli.errors import UsageError
 from mss_cli.files import write_atomically
+from mss_cli.taxonomy import Taxonomy, load_taxonomy
+from mss_research.data.hydrogen import PREFIX as HYDROGEN
+from mss_research.data.hydrogen import HydrogenKit, available_kits
+from mss_research.data.scores import Note, Work, corpus_paths, corpus_work, pop_arrangement
 
-SAMPLE_RATE = 44100
 TAIL_SECONDS = 1.5
 HYDROGEN_GAIN = 0.3  # recorded kits peak near full scale; FluidSynth renders at gain 0.4
 
@@ -54,8 +54,11 @@ class PartPlayer:
             return self._kits[folder].render(notes, SAMPLE_RATE, TAIL_SECONDS) * HYDROGEN_GAIN
         import fluidsynth
 
-        synth = fluidsynth.Synth(gain=self.gain, samplerate=float(SAMPLE_RATE), **{
-            "synth.reverb.active": 0, "synth.chorus.active": 0, "synth.dynamic-sample-loading": 1})
+        synth = fluidsynth.Synth(
+            gain=self.gain,
+            samplerate=float(SAMPLE_RATE),
+            **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.dynamic-sample-loading": 1},
+        )
         sfid = synth.sfload(soundfont)
         synth.system_reset()  # channels take the font's defaults: a preset it lacks plays piano / kit 0
         channel = 9 if drums else 0
@@ -80,8 +83,9 @@ class PartPlayer:
         return audio
 
 
-def presets_for(instrument: str, taxonomy: Taxonomy, soundfonts: tuple[str, ...], rng: random.Random,
-                drumkits: tuple[str, ...] = ()) -> tuple[str, int, int]:
+def presets_for(
+    instrument: str, taxonomy: Taxonomy, soundfonts: tuple[str, ...], rng: random.Random, drumkits: tuple[str, ...] = ()
+) -> tuple[str, int, int]:
     """(soundfont, bank, program) for a class: GM programs, or a GM kit / real drum-kit soundfont."""
     cls = taxonomy.get(instrument)
     if cls.is_drums:
@@ -93,8 +97,12 @@ def presets_for(instrument: str, taxonomy: Taxonomy, soundfonts: tuple[str, ...]
 
 def humanise(notes: list[Note], rng: random.Random, timing: float = 0.008, velocity: int = 10) -> list[Note]:
     return [
-        Note(max(0.0, n.start + rng.gauss(0, timing)), n.duration, n.pitch,
-             int(np.clip(n.velocity + rng.randint(-velocity, velocity), 1, 127)))
+        Note(
+            max(0.0, n.start + rng.gauss(0, timing)),
+            n.duration,
+            n.pitch,
+            int(np.clip(n.velocity + rng.randint(-velocity, velocity), 1, 127)),
+        )
         for n in notes
     ]
 
@@ -119,8 +127,14 @@ def colour(audio: np.ndarray, rng: random.Random) -> np.ndarray:
     return (out * (np.sqrt(2.0) * np.array([np.cos(theta), np.sin(theta)]))).astype(np.float32)
 
 
-def render_work(work: Work, player: PartPlayer, taxonomy: Taxonomy, rng: random.Random,
-                soundfonts: tuple[str, ...], drumkits: tuple[str, ...]) -> list[tuple[dict, np.ndarray]]:
+def render_work(
+    work: Work,
+    player: PartPlayer,
+    taxonomy: Taxonomy,
+    rng: random.Random,
+    soundfonts: tuple[str, ...],
+    drumkits: tuple[str, ...],
+) -> list[tuple[dict, np.ndarray]]:
     """Render every stem, pad them to one length and scale them jointly so the mixture never clips."""
     rendered: list[tuple[dict, np.ndarray]] = []
     for stem in work.stems:
@@ -130,8 +144,13 @@ def render_work(work: Work, player: PartPlayer, taxonomy: Taxonomy, rng: random.
             continue  # a preset missing from this soundfont renders silence: not a stem
         gain_db = rng.uniform(-6.0, 0.0) if stem.role in ("drums", "bass") else rng.uniform(-10.0, 0.0)
         audio = colour(audio, rng) * 10 ** (gain_db / 20)
-        meta = {"class": stem.instrument, "role": stem.role, "program": program, "bank": bank,
-                "soundfont": Path(soundfont).name}
+        meta = {
+            "class": stem.instrument,
+            "role": stem.role,
+            "program": program,
+            "bank": bank,
+            "soundfont": Path(soundfont).name,
+        }
         rendered.append((meta, audio))
     if len(rendered) < 2:
         return []
@@ -168,9 +187,15 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
     seconds, size = 0.0, 0
     if work is not None:
         reserved = spec.split == "timbre"
-        fonts = tuple(f for f in (taxonomy.reserved_soundfonts if reserved else taxonomy.train_soundfonts) if os.path.exists(f))
-        kits = () if reserved else tuple(f for f in taxonomy.drumkit_soundfonts if os.path.exists(f)) + tuple(
-            available_kits(taxonomy.hydrogen_drumkits))
+        fonts = tuple(
+            f for f in (taxonomy.reserved_soundfonts if reserved else taxonomy.train_soundfonts) if os.path.exists(f)
+        )
+        kits = (
+            ()
+            if reserved
+            else tuple(f for f in taxonomy.drumkit_soundfonts if os.path.exists(f))
+            + tuple(available_kits(taxonomy.hydrogen_drumkits))
+        )
         global _PLAYER
         if "_PLAYER" not in globals():
             _PLAYER = PartPlayer()
@@ -182,14 +207,24 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
             np.save(path, data)
             seconds += data.shape[0] / SAMPLE_RATE
             size += path.stat().st_size
-            rows.append({**meta, "work": spec.work_id, "source": work.source, "split": spec.split,
-                         "duration": round(data.shape[0] / SAMPLE_RATE, 3),
-                         "path": str(path.relative_to(out_dir)), "sample_rate": SAMPLE_RATE})
+            rows.append(
+                {
+                    **meta,
+                    "work": spec.work_id,
+                    "source": work.source,
+                    "split": spec.split,
+                    "duration": round(data.shape[0] / SAMPLE_RATE, 3),
+                    "path": str(path.relative_to(out_dir)),
+                    "sample_rate": SAMPLE_RATE,
+                }
+            )
     write_work_rows(out_dir, spec.work_id, rows)
     return spec.work_id, seconds, size
 
 
-def plan(generated: int, corpus: int, seed: int, val_fraction: float, timbre: int, taxonomy_version: int) -> list[WorkSpec]:
+def plan(
+    generated: int, corpus: int, seed: int, val_fraction: float, timbre: int, taxonomy_version: int
+) -> list[WorkSpec]:
     """The fixed list of works; a work's split depends only on its id and the seed (stable on resume,
     and the same in every taxonomy version: a validation work is held out of every dataset)."""
     specs: list[WorkSpec] = []
@@ -236,8 +271,17 @@ def read_manifest(root: str | Path) -> list[dict]:
     return rows
 
 
-def build(out: str | Path, generated: int = 400, corpus: int = 150, seed: int = 0, val_fraction: float = 0.1,
-          timbre: int = 0, jobs: int = 2, progress: bool = True, taxonomy_version: int | None = None) -> dict:
+def build(
+    out: str | Path,
+    generated: int = 400,
+    corpus: int = 150,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    timbre: int = 0,
+    jobs: int = 2,
+    progress: bool = True,
+    taxonomy_version: int | None = None,
+) -> dict:
     """Render the dataset under ``out`` (resumable) and write ``manifest.jsonl``; returns speed figures.
 
     ``taxonomy_version`` (the latest when None) must match the folder's: resuming a build with other
@@ -249,8 +293,10 @@ def build(out: str | Path, generated: int = 400, corpus: int = 150, seed: int = 
         raise UsageError(str(exc)) from None
     existing = dataset_taxonomy_version(out)
     if existing is not None and existing != version:
-        raise UsageError(f"{out} was rendered with taxonomy version {existing}, not {version}: "
-                         f"resume it with --taxonomy-version {existing} or build into a new folder")
+        raise UsageError(
+            f"{out} was rendered with taxonomy version {existing}, not {version}: "
+            f"resume it with --taxonomy-version {existing} or build into a new folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if not (out / DATASET_FILE).exists():  # a resumed build already has its record
         write_atomically(out / DATASET_FILE, lambda tmp: tmp.write_text(json.dumps({"taxonomy_version": version})))
@@ -261,12 +307,18 @@ def build(out: str | Path, generated: int = 400, corpus: int = 150, seed: int = 
         for _, s, b in workers.imap_unordered(_build_one, [(spec, str(out)) for spec in specs]):
             seconds, size, done = seconds + s, size + b, done + 1
             if progress and done % 20 == 0:
-                print(f"{done}/{len(specs)} works, {seconds / 3600:.2f} h of stems, {time.time() - start:.0f} s", flush=True)
+                print(
+                    f"{done}/{len(specs)} works, {seconds / 3600:.2f} h of stems, {time.time() - start:.0f} s",
+                    flush=True,
+                )
     rows = read_manifest(out)
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     wall = time.time() - start
     return {
-        "works": len(specs), "stems": len(rows), "rendered_stem_hours": seconds / 3600, "wall_seconds": wall,
+        "works": len(specs),
+        "stems": len(rows),
+        "rendered_stem_hours": seconds / 3600,
+        "wall_seconds": wall,
         "stem_hours_per_wall_hour": seconds / wall if wall else 0.0,
         "mb_per_stem_hour": (size / 1e6) / (seconds / 3600) if seconds else 0.0,
     }

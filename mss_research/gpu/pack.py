@@ -5,7 +5,7 @@ A lent GPU machine has none of our renderer (FluidSynth, soundfonts) and a call 
 about 29 kb/s, is ~1.8% of that (19 dB SNR; training then sees coded mono audio, which the model
 card weighs). Whole works go together (a mixture needs all its stems), validation works first.
 
-    python tools/gpu/pack.py DATA OUT [--jobs 2]    # resumable; prints the chunks made
+    python mss_research/gpu/pack.py DATA OUT [--jobs 2]    # resumable; prints the chunks made
 
 Chunks already made are kept (they may have been sent); a rerun packs the works encoded since.
 """
@@ -51,14 +51,16 @@ def pack(root: Path, out: Path, jobs: int) -> None:
     opus, chunks = out / "opus", out / "chunks"
     opus.mkdir(parents=True, exist_ok=True)
     chunks.mkdir(exist_ok=True)
-    rows = [json.loads(line) for line in open(root / "manifest.jsonl")]
+    rows = [json.loads(line) for line in (root / "manifest.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["split"] in ("train", "val")]
     with Pool(jobs) as pool:
         pool.map(encode, [(root, opus, r) for r in rows], chunksize=8)
     works: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
         works[(r["split"], r["work"])].append(r)
-    packed = {json.loads(line)["work"] for d in chunks.glob("c*") for line in open(d / "manifest.jsonl")}
+    packed = {
+        json.loads(line)["work"] for d in chunks.glob("c*") for line in (d / "manifest.jsonl").read_text().splitlines()
+    }
     todo = [w for w in sorted(works) if w[1] not in packed]
     random.Random(len(packed)).shuffle(todo)
     todo.sort(key=lambda w: w[0] != "val")  # validation works first: training validates from the first chunk on

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from mss_cli.data.episodes import Episode, EpisodeSampler, collate
-from mss_cli.data.render import dataset_taxonomy_version
-from mss_cli.data.taxonomy import load_taxonomy
+from mss_cli.audio import SAMPLE_RATE
 from mss_cli.device import autocast_dtype
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import write_atomically
 from mss_cli.metrics import sdr
-from mss_cli.model import ModelConfig, Separator
+from mss_cli.model import ConditionedUNet, ModelConfig
+from mss_cli.taxonomy import load_taxonomy
+from mss_research.data.episodes import Episode, EpisodeSampler, collate
+from mss_research.data.render import dataset_taxonomy_version
 
 
 @dataclass
@@ -75,8 +76,13 @@ class TrainStep(nn.Module):
     in the batch than the other classes'.
     """
 
-    def __init__(self, model: Separator, teacher_films: torch.Tensor | None = None, distill_weight: float = 1.0,
-                 contrast_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        model: ConditionedUNet,
+        teacher_films: torch.Tensor | None = None,
+        distill_weight: float = 1.0,
+        contrast_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.model = model
         self.distill_weight = distill_weight
@@ -105,7 +111,9 @@ class TrainStep(nn.Module):
             pos, neg = self.embed_examples(batch)
             cond = m.conditioning(pos, neg, batch["positive_valid"], batch["negative_valid"])
             if self.contrast_weight:
-                terms["contrast"] = example_contrast(m.embed_windows(batch["target"]), pos, batch["positive_valid"], batch["class_id"])
+                terms["contrast"] = example_contrast(
+                    m.embed_windows(batch["target"]), pos, batch["positive_valid"], batch["class_id"]
+                )
         separation = negative_sdr(batch["target"], m(batch["mixture"], cond)).mean()
         if self.teacher_films is not None:
             target = self.teacher_films[batch["class_id"]]
@@ -118,7 +126,9 @@ class TrainStep(nn.Module):
 CONTRAST_TEMPERATURE = 0.2
 
 
-def example_contrast(anchors: torch.Tensor, clips: torch.Tensor, valid: torch.Tensor, class_id: torch.Tensor) -> torch.Tensor:
+def example_contrast(
+    anchors: torch.Tensor, clips: torch.Tensor, valid: torch.Tensor, class_id: torch.Tensor
+) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al. 2020) of each target embedding (B, E) against every
     valid positive clip of the batch (B, K, E): the clips of the anchor's class (its own episode's
     and any other episode's with that class) are its positives, all others its negatives. Cosine
@@ -150,8 +160,15 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
-def save_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer, step: int, hours: float,
-                    cfg: TrainConfig, schedule_start: int = 0) -> None:
+def save_checkpoint(
+    path: Path,
+    model: ConditionedUNet,
+    opt: torch.optim.Optimizer,
+    step: int,
+    hours: float,
+    cfg: TrainConfig,
+    schedule_start: int = 0,
+) -> None:
     """Model and Adam state as safetensors (no pickle), written atomically, with the step the
     learning-rate schedule began at (a resumed run must decay along the same curve)."""
     from mss_cli.weights import write_safetensors
@@ -160,10 +177,18 @@ def save_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer, st
     state = opt.state_dict()
     for idx, s in state["state"].items():
         for key, value in s.items():
-            tensors[f"optim.{idx}.{key}"] = torch.as_tensor(value).detach().cpu().reshape(-1) if key == "step" \
+            tensors[f"optim.{idx}.{key}"] = (
+                torch.as_tensor(value).detach().cpu().reshape(-1)
+                if key == "step"
                 else value.detach().cpu().contiguous()
-    meta = {"step": str(step), "hours": str(hours), "schedule_start": str(schedule_start), "model_config": json.dumps(model.config.to_dict()),
-            "train_config": json.dumps(asdict(cfg))}
+            )
+    meta = {
+        "step": str(step),
+        "hours": str(hours),
+        "schedule_start": str(schedule_start),
+        "model_config": json.dumps(model.config.to_dict()),
+        "train_config": json.dumps(asdict(cfg)),
+    }
     write_safetensors(tensors, path, meta)
 
 
@@ -173,11 +198,11 @@ def architecture(config: ModelConfig) -> tuple:
 
 
 def describe(config: ModelConfig) -> str:
-    """The architecture in the words of mss train's flags, for error messages."""
+    """The architecture in the words of mss-research train's flags, for error messages."""
     return f"a {config.kind} model with U-Net widths {','.join(map(str, config.channels))} (FiLM: {config.film})"
 
 
-def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | None) -> tuple[int, float, int]:
+def load_checkpoint(path: Path, model: ConditionedUNet, opt: torch.optim.Optimizer | None) -> tuple[int, float, int]:
     """Restore model (and optimiser) state; returns the step, the hours and the schedule's start step."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -186,8 +211,10 @@ def load_checkpoint(path: Path, model: Separator, opt: torch.optim.Optimizer | N
         meta = fh.metadata()
     theirs = ModelConfig.from_dict(json.loads(meta["model_config"]))
     if architecture(theirs) != architecture(model.config):
-        raise UsageError(f"{path} holds {describe(theirs)}; these flags ask for {describe(model.config)}: "
-                         "resume with the run's own --kind, --channels and --film, or use another --run-dir")
+        raise UsageError(
+            f"{path} holds {describe(theirs)}; these flags ask for {describe(model.config)}: "
+            "resume with the run's own --kind, --channels and --film, or use another --run-dir"
+        )
     tensors = load_file(str(path))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if opt is not None:
@@ -204,11 +231,17 @@ def model_config(cfg: TrainConfig) -> ModelConfig:
     """The classes are those of the dataset's taxonomy version: a baseline trained on version-1 data
     must not offer `--class` for classes added later, which it never heard."""
     taxonomy = load_taxonomy(dataset_taxonomy_version(cfg.data))
-    return ModelConfig(kind=cfg.kind, channels=cfg.channels, film=cfg.film, dropout=cfg.dropout, num_classes=len(taxonomy.classes),
-                       class_names=[c.name for c in taxonomy.classes])
+    return ModelConfig(
+        kind=cfg.kind,
+        channels=cfg.channels,
+        film=cfg.film,
+        dropout=cfg.dropout,
+        num_classes=len(taxonomy.classes),
+        class_names=[c.name for c in taxonomy.classes],
+    )
 
 
-def given_weights(path: str) -> Separator:
+def given_weights(path: str) -> ConditionedUNet:
     """A weights file named on the command line (--init, --teacher), unfused for training; a
     missing or bad file is a usage error (exit 2), as for every other command."""
     from mss_cli.weights import load_model
@@ -220,7 +253,18 @@ def given_weights(path: str) -> Separator:
 
 
 # log.csv: losses every 10 steps; validation columns only on validation steps (empty otherwise).
-LOG_COLUMNS = ["step", "loss", "hours", "val_sdr", "val_sdri", "val_sdri_neg", "distill", "val_sdri_unseen", "contrast", "lr"]
+LOG_COLUMNS = [
+    "step",
+    "loss",
+    "hours",
+    "val_sdr",
+    "val_sdri",
+    "val_sdri_neg",
+    "distill",
+    "val_sdri_unseen",
+    "contrast",
+    "lr",
+]
 
 # Loss terms besides -SDR that a run may add, logged in their own column when enabled.
 AUX_TERMS = {"distill": "distillation (FiLM MSE)", "contrast": "example contrast"}
@@ -228,7 +272,7 @@ AUX_TERMS = {"distill": "distillation (FiLM MSE)", "contrast": "example contrast
 SHARED_WITH_TEACHER = ("input_mean", "input_scale", "unet.", "film.")
 
 
-def adopt_teacher(student: Separator, teacher: Separator) -> None:
+def adopt_teacher(student: ConditionedUNet, teacher: ConditionedUNet) -> None:
     """Start a few-shot model from a class-conditioned one's separator (input normalisation, U-Net,
     FiLM generator): only the example encoder must then learn to produce what the class table gave."""
     if student.config.channels != teacher.config.channels or student.config.film != teacher.config.film:
@@ -237,31 +281,35 @@ def adopt_teacher(student: Separator, teacher: Separator) -> None:
     student.load_state_dict(shared, strict=False)
 
 
-def teacher_films(teacher: Separator, class_names: list[str]) -> torch.Tensor:
+def teacher_films(teacher: ConditionedUNet, class_names: list[str]) -> torch.Tensor:
     """The FiLM parameters (classes, 2 x sum of FiLM'd channels) the teacher gives each of the run's
     classes, in the run's class order (its targets' class ids index these rows). A teacher trained
     on an earlier taxonomy version has no vector for the classes added since: refused."""
     if teacher.config.kind != "classcond":
-        raise UsageError("the teacher must be a class-conditioned model (mss train --kind classcond)")
+        raise UsageError("the teacher must be a class-conditioned model (mss-research train --kind classcond)")
     missing = [c for c in class_names if c not in teacher.config.class_names]
     if missing:
-        raise UsageError(f"the teacher has no class vector for {len(missing)} of this dataset's classes "
-                         f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): it was trained on "
-                         "an earlier taxonomy version's data; distil on data of its version")
+        raise UsageError(
+            f"the teacher has no class vector for {len(missing)} of this dataset's classes "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): it was trained on "
+            "an earlier taxonomy version's data; distil on data of its version"
+        )
     rows = torch.tensor([teacher.config.class_names.index(c) for c in class_names])
     with torch.no_grad():
         return teacher.film(teacher.class_table.weight[rows]).float()
 
 
-def start_from(model: Separator, source: Separator) -> None:
+def start_from(model: ConditionedUNet, source: ConditionedUNet) -> None:
     """--init: a run's fresh model takes another file's weights. They must be the same kind of model
     with the same U-Net; a class-conditioned model's class vectors are copied by class name, so a
     baseline trained on an earlier taxonomy version can go on with the classes added since (their
     rows start from scratch)."""
     mine, theirs = model.config, source.config
     if architecture(theirs) != architecture(mine):
-        raise UsageError(f"--init: the weights are {describe(theirs)}; this run trains {describe(mine)}: "
-                         "see --kind, --channels, --film")
+        raise UsageError(
+            f"--init: the weights are {describe(theirs)}; this run trains {describe(mine)}: "
+            "see --kind, --channels, --film"
+        )
     state = source.state_dict()
     if mine.kind == "classcond":
         table = model.class_table.weight.detach().clone()
@@ -272,9 +320,9 @@ def start_from(model: Separator, source: Separator) -> None:
     model.load_state_dict(state)
 
 
-def validate(model: Separator, episodes: list[Episode], use_negatives: bool) -> tuple[float, float]:
+def validate(model: ConditionedUNet, episodes: list[Episode], use_negatives: bool) -> tuple[float, float]:
     """Median SDR and SDR improvement over the mixture on fixed validation episodes."""
-    from mss_cli.evaluate import classcond, fewshot
+    from mss_research.paper_eval import classcond, fewshot
 
     model.eval()
     sdrs, gains = [], []
@@ -294,7 +342,7 @@ def unseen_validation(cfg: TrainConfig, segment: int) -> list[Episode]:
     generalisation shows. Seen-class validation alone once hid a 1.2-dB loss there (distillation
     onto the seen classes; the model card). Empty for a dataset without unseen-class stems."""
     try:
-        sampler = EpisodeSampler(cfg.data, "val", segment, 3 * 44100, targets="unseen", seed=4321)
+        sampler = EpisodeSampler(cfg.data, "val", segment, 3 * SAMPLE_RATE, targets="unseen", seed=4321)
     except ValueError:
         return []
     return [sampler.sample(positives=5, negatives=0) for _ in range(cfg.val_episodes)]
@@ -315,6 +363,7 @@ def resume_log(log_path: Path, step: int) -> dict[str, str]:
         rows = list(reader)
     kept = [r for r in rows if int(r["step"]) <= step]
     if len(kept) < len(rows):
+
         def write(tmp: Path) -> None:
             with tmp.open("w", newline="") as fh:
                 writer = csv.DictWriter(fh, reader.fieldnames or LOG_COLUMNS)
@@ -354,14 +403,24 @@ def plot_curve(log_path: Path, png_path: Path) -> None:
         twin.legend(loc="upper right", fontsize="small")
     if val:
         neg = [r for r in val if r["val_sdri_neg"]]
-        ax[1].plot([int(r["step"]) for r in val], [float(r["val_sdri"]) for r in val],
-                   label="seen classes, 5 positives" if neg else "class-conditioned")
+        ax[1].plot(
+            [int(r["step"]) for r in val],
+            [float(r["val_sdri"]) for r in val],
+            label="seen classes, 5 positives" if neg else "class-conditioned",
+        )
         if neg:
-            ax[1].plot([int(r["step"]) for r in neg], [float(r["val_sdri_neg"]) for r in neg], label="seen, 5 positives + 5 negatives")
+            ax[1].plot(
+                [int(r["step"]) for r in neg],
+                [float(r["val_sdri_neg"]) for r in neg],
+                label="seen, 5 positives + 5 negatives",
+            )
         unseen = [r for r in val if r.get("val_sdri_unseen")]
         if unseen:
-            ax[1].plot([int(r["step"]) for r in unseen], [float(r["val_sdri_unseen"]) for r in unseen],
-                       label="unseen classes, 5 positives")
+            ax[1].plot(
+                [int(r["step"]) for r in unseen],
+                [float(r["val_sdri_unseen"]) for r in unseen],
+                label="unseen classes, 5 positives",
+            )
         ax[1].set(xlabel="step", ylabel="median SDRi (dB, val)")
         ax[1].legend()
     fig.tight_layout()
@@ -379,7 +438,7 @@ def train(cfg: TrainConfig) -> Path:
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
     try:
-        model = Separator(model_config(cfg))
+        model = ConditionedUNet(model_config(cfg))
     except ValueError as exc:  # an unknown --kind or --film, or impossible --channels
         raise UsageError(str(exc)) from None
     ckpt = run / "last.safetensors"
@@ -423,12 +482,20 @@ def train(cfg: TrainConfig) -> Path:
     stepper: nn.Module = TrainStep(model, distill_targets, cfg.distill_weight, cfg.contrast_weight)
     stepper.to(device)
     if world > 1:
-        stepper = nn.parallel.DistributedDataParallel(stepper, device_ids=[device.index] if device.type == "cuda" else None)
+        stepper = nn.parallel.DistributedDataParallel(
+            stepper, device_ids=[device.index] if device.type == "cuda" else None
+        )
     segment = (cfg.segment_frames - 1) * model.config.hop
-    batches = iter(torch.utils.data.DataLoader(
-        EpisodeBatches(cfg, segment, model.config.sample_rate, seed=cfg.seed * 1000 + rank + step), batch_size=None,
-        num_workers=cfg.workers, pin_memory=device.type == "cuda", prefetch_factor=4 if cfg.workers else None))
-    val_sampler = EpisodeSampler(cfg.data, "val", segment, 3 * 44100, seed=1234)
+    batches = iter(
+        torch.utils.data.DataLoader(
+            EpisodeBatches(cfg, segment, model.config.sample_rate, seed=cfg.seed * 1000 + rank + step),
+            batch_size=None,
+            num_workers=cfg.workers,
+            pin_memory=device.type == "cuda",
+            prefetch_factor=4 if cfg.workers else None,
+        )
+    )
+    val_sampler = EpisodeSampler(cfg.data, "val", segment, 3 * SAMPLE_RATE, seed=1234)
     val_set = [val_sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)] if rank == 0 else []
     val_unseen = unseen_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
     new_log = not log_path.exists()
@@ -507,8 +574,14 @@ class EpisodeBatches(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        sampler = EpisodeSampler(self.cfg.data, "train", self.segment, 3 * 44100, seed=self.seed + 1_000_003 * worker,
-                                 hide_unseen=self.cfg.hide_unseen)
+        sampler = EpisodeSampler(
+            self.cfg.data,
+            "train",
+            self.segment,
+            3 * SAMPLE_RATE,
+            seed=self.seed + 1_000_003 * worker,
+            hide_unseen=self.cfg.hide_unseen,
+        )
         while True:
             sampler.example = int(sampler.rng.choice(self.cfg.example_seconds) * self.sample_rate)
             yield collate([sampler.sample() for _ in range(self.cfg.batch)])
@@ -537,8 +610,12 @@ def export(checkpoint: str | Path, out: str | Path, half: bool = True) -> Path:
 
     with safe_open(str(checkpoint), "pt") as fh:
         meta = fh.metadata()
-    model = Separator(ModelConfig.from_dict(json.loads(meta["model_config"])))
+    model = ConditionedUNet(ModelConfig.from_dict(json.loads(meta["model_config"])))
     step, hours, _ = load_checkpoint(Path(checkpoint), model, None)
     train_cfg = json.loads(meta["train_config"])
-    return save_model(model, out, half=half, extra={"steps": step, "train_hours": round(hours, 3),
-                                                  "batch": train_cfg["batch"], "seed": train_cfg["seed"]})
+    return save_model(
+        model,
+        out,
+        half=half,
+        extra={"steps": step, "train_hours": round(hours, 3), "batch": train_cfg["batch"], "seed": train_cfg["seed"]},
+    )

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mss_cli.data.render import read_manifest
-from mss_cli.data.taxonomy import load_taxonomy
+from mss_cli.taxonomy import load_taxonomy
+from mss_research.data.render import read_manifest
 
 SILENCE_RMS = 3e-3
 
@@ -42,8 +42,18 @@ class Episode:
 class EpisodeSampler:
     """Draws episodes from a rendered dataset (memory-mapped int16 stems: no decoding cost)."""
 
-    def __init__(self, root: str | Path, split: str, segment: int, example: int, max_positives: int = 5,
-                 max_negatives: int = 5, targets: str = "seen", seed: int = 0, hide_unseen: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        segment: int,
+        example: int,
+        max_positives: int = 5,
+        max_negatives: int = 5,
+        targets: str = "seen",
+        seed: int = 0,
+        hide_unseen: bool = False,
+    ) -> None:
         """``hide_unseen`` leaves the unseen classes' stems out of the mixtures too, so that training
         never hears them. Otherwise they are interferers: never a target, always to be removed, which
         is what a separator then learns to do with them, whatever its examples ask for (the model card)."""
@@ -55,8 +65,13 @@ class EpisodeSampler:
         rows = [r for r in read_manifest(self.root) if r["split"] == split]
         if hide_unseen:
             rows = [r for r in rows if r["class"] not in self.taxonomy.unseen]
-        allowed = set(self.taxonomy.seen if targets == "seen" else self.taxonomy.unseen if targets == "unseen"
-                      else [c.name for c in self.taxonomy.classes])
+        allowed = set(
+            self.taxonomy.seen
+            if targets == "seen"
+            else self.taxonomy.unseen
+            if targets == "unseen"
+            else [c.name for c in self.taxonomy.classes]
+        )
         self.works: dict[str, list[dict]] = defaultdict(list)
         for r in rows:
             self.works[r["work"]].append(r)
@@ -64,7 +79,9 @@ class EpisodeSampler:
         for r in rows:
             self.by_class[r["class"]].append(r)
         self.targets = [
-            (w, r) for w, stems in self.works.items() for r in stems
+            (w, r)
+            for w, stems in self.works.items()
+            for r in stems
             if r["class"] in allowed and self._other_works(r["class"], w)
         ]
         if not self.targets:
@@ -155,10 +172,16 @@ class EpisodeSampler:
                     used.append(cls)
             empty = np.zeros((0, self.example), np.float32)
             return Episode(
-                mixture=(mixture * scale).astype(np.float32), target=(target * scale).astype(np.float32),
-                positives=np.stack(pos), negatives=np.stack(neg) if neg else empty,
-                target_class=target_row["class"], class_id=self.taxonomy.index(target_row["class"]),
-                work=work, positive_works=pos_works, negative_classes=used, mixture_classes=[target_row["class"], *present],
+                mixture=(mixture * scale).astype(np.float32),
+                target=(target * scale).astype(np.float32),
+                positives=np.stack(pos),
+                negatives=np.stack(neg) if neg else empty,
+                target_class=target_row["class"],
+                class_id=self.taxonomy.index(target_row["class"]),
+                work=work,
+                positive_works=pos_works,
+                negative_classes=used,
+                mixture_classes=[target_row["class"], *present],
             )
 
 
@@ -181,6 +204,9 @@ def collate(episodes: list[Episode]) -> dict[str, torch.Tensor]:
     return {
         "mixture": torch.from_numpy(np.stack([e.mixture for e in episodes])),
         "target": torch.from_numpy(np.stack([e.target for e in episodes])),
-        "positives": pos, "positive_valid": pos_valid, "negatives": neg, "negative_valid": neg_valid,
+        "positives": pos,
+        "positive_valid": pos_valid,
+        "negatives": neg,
+        "negative_valid": neg_valid,
         "class_id": torch.tensor([e.class_id for e in episodes]),
     }

@@ -8,10 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mss_cli.data.episodes import EpisodeSampler, collate
-from mss_cli.data.render import DATASET_FILE, build, dataset_taxonomy_version, plan, read_manifest
-from mss_cli.data.scores import pop_arrangement
-from mss_cli.data.taxonomy import load_taxonomy
+from mss_cli.taxonomy import load_taxonomy
+from mss_research.data.episodes import EpisodeSampler, collate
+from mss_research.data.render import DATASET_FILE, build, dataset_taxonomy_version, plan, read_manifest
+from mss_research.data.scores import pop_arrangement
 
 
 def test_taxonomy_holds_out_a_quarter_of_the_classes_across_families():
@@ -43,8 +43,10 @@ def test_taxonomy_version_1_reproduces_the_shipped_dataset():
     the shipped weights were trained on: these are the classes its first works hold."""
     import random
 
-    recorded = {"gen00000": ["drums", "bass", "mallets", "organ", "flute", "oboe"],
-                "gen00001": ["drums", "bass", "mallets", "harp", "accordion", "clarinet"]}
+    recorded = {
+        "gen00000": ["drums", "bass", "mallets", "organ", "flute", "oboe"],
+        "gen00001": ["drums", "bass", "mallets", "harp", "accordion", "clarinet"],
+    }
     for work_id, classes in recorded.items():
         work = pop_arrangement(work_id, load_taxonomy(1), random.Random(f"0:{work_id}"))
         assert [s.instrument for s in work.stems] == classes
@@ -108,7 +110,7 @@ def test_rendered_stems_and_manifest(tiny_dataset):
     assert any(w.startswith("m21_") for w in by_work)
     assert any(r["split"] == "timbre" for r in rows)
     tax = load_taxonomy()
-    for work, stems in by_work.items():
+    for stems in by_work.values():
         audio = [np.load(tiny_dataset / r["path"]) for r in stems]
         assert len({a.shape for a in audio}) == 1 and audio[0].dtype == np.int16 and audio[0].shape[1] == 2
         mixture = np.sum([a.astype(np.float64) / 32768 for a in audio], axis=0)
@@ -154,8 +156,10 @@ def test_unseen_classes_can_be_kept_out_of_training_mixtures(tiny_dataset):
 
     def heard(hide: bool) -> set[str]:
         """Every class audible in 60 training mixtures."""
-        samplers = [EpisodeSampler(tiny_dataset, "train", segment=44100, example=22050, seed=i, hide_unseen=hide)
-                    for i in range(60)]
+        samplers = [
+            EpisodeSampler(tiny_dataset, "train", segment=44100, example=22050, seed=i, hide_unseen=hide)
+            for i in range(60)
+        ]
         return {c for s in samplers for c in s.sample().mixture_classes}
 
     if not heard(False) & set(tax.unseen):
@@ -178,9 +182,9 @@ def test_hydrogen_kits_play_gm_drum_parts():
     import os
     import random
 
-    from mss_cli.data.hydrogen import PREFIX, HydrogenKit, available_kits
-    from mss_cli.data.render import PartPlayer
-    from mss_cli.data.scores import drum_part
+    from mss_research.data.hydrogen import PREFIX, HydrogenKit, available_kits
+    from mss_research.data.render import PartPlayer
+    from mss_research.data.scores import drum_part
 
     kits = available_kits(load_taxonomy().hydrogen_drumkits)
     if not kits:
@@ -196,6 +200,7 @@ def test_hydrogen_kits_play_gm_drum_parts():
     assert np.abs(audio[:2205]).max() > 0.01  # the downbeat's kick and crash sound at once
 
 
+@pytest.mark.slow
 def test_a_work_renders_the_same_whatever_its_process_rendered_before(tiny_dataset, tiny_dataset_plan, tmp_path):
     """A stem is a function of its work alone: the same plan built by one process (every work
     after the others) gives the bytes that two processes gave. A FluidSynth reused across parts
@@ -214,8 +219,8 @@ def test_a_reused_synth_renders_as_a_fresh_one(tiny_dataset):
     preset, plays a part exactly as a new player does."""
     import random
 
-    from mss_cli.data.render import PartPlayer
-    from mss_cli.data.scores import Note
+    from mss_research.data.render import PartPlayer
+    from mss_research.data.scores import Note
 
     font = load_taxonomy().train_soundfonts[0]
     rng = random.Random(0)

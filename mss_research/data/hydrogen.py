@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mss_cli.data.scores import Note
+from mss_research.data.scores import Note
 
 PREFIX = "hydrogen:"
 # GM note -> name patterns (all words must appear in the lower-cased instrument name), best first.

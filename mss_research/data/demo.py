@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from mss_cli.data.render import SAMPLE_RATE, PartPlayer, render_work
-from mss_cli.data.scores import Work, pop_arrangement
-from mss_cli.data.taxonomy import load_taxonomy
+from mss_cli.audio import SAMPLE_RATE
+from mss_cli.taxonomy import load_taxonomy
+from mss_research.data.render import PartPlayer, render_work
+from mss_research.data.scores import Work, pop_arrangement
 
 CLIP_SECONDS = 4.0
 TAXONOMY_VERSION = 1  # the classes examples/ was rendered with: a later version's extra classes change every work
@@ -38,8 +39,9 @@ def _active_excerpt(audio: np.ndarray, length: int) -> np.ndarray:
     return audio[best : best + length]
 
 
-def render_demo(out: str | Path, targets: tuple[str, str] = ("bass", "trumpet"), clips: int = 4,
-                seconds: float = 25.0) -> list[Path]:
+def render_demo(
+    out: str | Path, targets: tuple[str, str] = ("bass", "trumpet"), clips: int = 4, seconds: float = 25.0
+) -> list[Path]:
     """Write demo_mix.flac, reference/<class>.flac and clips/<class>_<n>.flac under ``out``."""
     tax = load_taxonomy(TAXONOMY_VERSION)
     fonts = tax.redistributable_soundfonts
@@ -62,7 +64,9 @@ def render_demo(out: str | Path, targets: tuple[str, str] = ("bass", "trumpet"),
         for n in range(1, clips + 1):
             other, orng = _arrangement_with({cls}, "democlip", start, 12.0)
             start = int(other.work_id.rsplit("-", 1)[1]) + 1
-            other.stems = [s for s in other.stems if s.instrument == cls] + [s for s in other.stems if s.instrument != cls][:1]
+            other.stems = [s for s in other.stems if s.instrument == cls] + [
+                s for s in other.stems if s.instrument != cls
+            ][:1]
             solo = next(a for m, a in render_work(other, player, tax, orng, fonts, ()) if m["class"] == cls)
             clip = _active_excerpt(solo, int(CLIP_SECONDS * SAMPLE_RATE))
             clip = clip * (0.5 / max(1e-6, float(np.abs(clip).max())))

@@ -8,7 +8,7 @@ difference beside it and the separation's time per episode.
 
 Usage:
 
-    python tools/probe_shifts.py DATA [EPISODES_PER_GROUP] [SEED] [WEIGHTS]
+    python -m mss_research.probes.shifts DATA [EPISODES_PER_GROUP] [SEED] [WEIGHTS]
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import time
 import numpy as np
 import torch
 
-from mss_cli.evaluate import Case, bss_sdr, fewshot, group_episodes, paired, paired_note, pools, score
+from mss_cli.evaluate import bss_sdr
 from mss_cli.level import inputs_as_they_come
+from mss_cli.report import Case, paired, paired_note, pools
 from mss_cli.weights import load_model
+from mss_research.paper_eval import fewshot, group_episodes, score
 
 SHIFTS = (1, 2, 4, 8)
 METHODS = {"5 positives": (5, 0, False), "5 positives + 5 suppressed negatives": (5, 5, True)}

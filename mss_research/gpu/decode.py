@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from pack import opus_name
 
-from mss_cli.data.render import write_work_rows
+from mss_research.data.render import write_work_rows
+from mss_research.gpu.pack import opus_name
 
 SRC, DST = Path(".dev/chunk"), Path("/tmp/DATA")
 
@@ -32,7 +32,7 @@ def decode(row: dict) -> dict:
 
 
 def main() -> None:
-    rows = [json.loads(line) for line in open(SRC / "manifest.jsonl")]
+    rows = [json.loads(line) for line in (SRC / "manifest.jsonl").read_text().splitlines()]
     with Pool(16) as pool:
         done = pool.map(decode, rows)
     by_work: dict[str, list[dict]] = {}

@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from mss_cli.train import TrainConfig, export, train
 from mss_cli.weights import load_model, read_metadata
+from mss_research.train import TrainConfig, export, train
 
 TINY_CHANNELS = [4, 8, 8, 8, 8, 8]
 
@@ -25,16 +25,27 @@ def steps_logged(run: Path) -> list[int]:
 
 
 def test_train_resume_and_export(tmp_path, tiny_dataset):
-    cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "run"), channels=TINY_CHANNELS, steps=2, batch=2,
-                      val_episodes=2, val_every=2, checkpoint_every=1, threads=2)
+    cfg = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "run"),
+        channels=TINY_CHANNELS,
+        steps=2,
+        batch=2,
+        val_episodes=2,
+        val_every=2,
+        checkpoint_every=1,
+        threads=2,
+    )
     ckpt = train(cfg)
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["step"] == "2"
-        assert any(k.startswith("optim.") for k in fh.keys())  # optimiser state travels too
+        assert any(k.startswith("optim.") for k in fh.keys())  # noqa: SIM118 (safe_open is not iterable); optimiser state travels too
     log = tmp_path / "run" / "log.csv"
     # A marked smoothed loss at the checkpoint's step, then a row as if killed after logging past it.
-    log.write_text(log.read_text().replace(f",{next(csv.DictReader(log.open()))['loss']},", ",-100.00000,")
-                   + "10,-1.0,0.01,,,,,,,0.001\n")
+    log.write_text(
+        log.read_text().replace(f",{next(csv.DictReader(log.open()))['loss']},", ",-100.00000,")
+        + "10,-1.0,0.01,,,,,,,0.001\n"
+    )
     cfg.steps, cfg.precision = 3, "bf16"  # resumed in bfloat16 autocast (the default on AMX CPUs and GPUs)
     train(cfg)
     with safe_open(str(ckpt), "pt") as fh:
@@ -43,7 +54,7 @@ def test_train_resume_and_export(tmp_path, tiny_dataset):
     assert [r["step"] for r in rows] == ["2", "3"]  # the step the checkpoint never reached is gone
     assert float(rows[-1]["loss"]) < -90  # the smoothed loss went on from step 2's, not from scratch
     assert rows[0]["val_sdri"]  # validation SDR is logged
-    from mss_cli.train import unseen_validation
+    from mss_research.train import unseen_validation
 
     if unseen_validation(cfg, 255 * 512):  # the tiny data may lack unseen-class stems in validation
         assert rows[0]["val_sdri_unseen"]  # a few-shot run also validates on never-trained classes
@@ -57,10 +68,19 @@ def test_train_resume_and_export(tmp_path, tiny_dataset):
 
 
 def test_episode_workers_draw_different_episodes_and_train(tmp_path, tiny_dataset):
-    from mss_cli.train import EpisodeBatches
+    from mss_research.train import EpisodeBatches
 
-    cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "run"), channels=TINY_CHANNELS, steps=2, batch=2,
-                      val_episodes=1, val_every=2, threads=2, workers=2)
+    cfg = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "run"),
+        channels=TINY_CHANNELS,
+        steps=2,
+        batch=2,
+        val_episodes=1,
+        val_every=2,
+        threads=2,
+        workers=2,
+    )
     loader = torch.utils.data.DataLoader(EpisodeBatches(cfg, 255 * 512, 44100, seed=0), batch_size=None, num_workers=2)
     batches = iter(loader)
     first, second = next(batches), next(batches)  # one from each worker
@@ -75,9 +95,9 @@ def test_class_table_follows_the_dataset_taxonomy_version(tmp_path):
     """A baseline trained on version-1 data gets version 1's 23 rows, not later classes it never heard."""
     import json
 
-    from mss_cli.data.render import DATASET_FILE
-    from mss_cli.data.taxonomy import load_taxonomy
-    from mss_cli.train import model_config
+    from mss_cli.taxonomy import load_taxonomy
+    from mss_research.data.render import DATASET_FILE
+    from mss_research.train import model_config
 
     (tmp_path / DATASET_FILE).write_text(json.dumps({"taxonomy_version": 1}))
     config = model_config(TrainConfig(data=str(tmp_path), run="", kind="classcond"))
@@ -85,8 +105,17 @@ def test_class_table_follows_the_dataset_taxonomy_version(tmp_path):
 
 
 def test_classcond_baseline_trains(tmp_path, tiny_dataset):
-    cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "cc"), kind="classcond", channels=TINY_CHANNELS,
-                      steps=1, batch=2, val_episodes=1, val_every=1, threads=2)
+    cfg = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "cc"),
+        kind="classcond",
+        channels=TINY_CHANNELS,
+        steps=1,
+        batch=2,
+        val_episodes=1,
+        val_every=1,
+        threads=2,
+    )
     export(train(cfg), tmp_path / "cc.safetensors")
     assert load_model(tmp_path / "cc.safetensors").config.kind == "classcond"
     row = list(csv.DictReader((tmp_path / "cc" / "log.csv").open()))[-1]
@@ -96,19 +125,38 @@ def test_classcond_baseline_trains(tmp_path, tiny_dataset):
 
 def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
     """--film bottleneck trains the paper's arrangement (one FiLM, on the bottleneck) for an A/B
-    against FiLM on every encoder block (and --dropout sets the decoder's dropout). An unknown placement, impossible --channels, flags that
-    contradict the run being resumed, or an existing --export file (without --overwrite) are
-    one-line usage errors, given before any training."""
-    from mss_cli.cli import main
+    against FiLM on every encoder block (and --dropout sets the decoder's dropout). An unknown placement,
+    impossible --channels, flags that contradict the run being resumed, or an existing --export file
+    (without --overwrite) are one-line usage errors, given before any training."""
     from mss_cli.weights import read_metadata
+    from mss_research.cli import main
 
     tiny = ",".join(map(str, TINY_CHANNELS))
 
     def mss_train(film: str, channels: str = tiny, run: str = "", *extra: str) -> int:
         try:
-            main(["train", "--data", str(tiny_dataset), "--run-dir", str(tmp_path / (run or film)), "--steps", "1",
-                  "--batch", "2", "--channels", channels, "--val-episodes", "1", "--film", film,
-                  "--export", str(tmp_path / (f"{film}-{run}.safetensors" if run else f"{film}.safetensors")), *extra])
+            main(
+                [
+                    "train",
+                    "--data",
+                    str(tiny_dataset),
+                    "--run-dir",
+                    str(tmp_path / (run or film)),
+                    "--steps",
+                    "1",
+                    "--batch",
+                    "2",
+                    "--channels",
+                    channels,
+                    "--val-episodes",
+                    "1",
+                    "--film",
+                    film,
+                    "--export",
+                    str(tmp_path / (f"{film}-{run}.safetensors" if run else f"{film}.safetensors")),
+                    *extra,
+                ]
+            )
         except SystemExit as exc:
             return exc.code
         return 0
@@ -121,12 +169,17 @@ def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
         sizes[film] = model.film.out_features
     assert sizes == {"bottleneck": 2 * TINY_CHANNELS[-1], "encoder": 2 * sum(TINY_CHANNELS)}
     capsys.readouterr()
-    for args, message in [(("middle",), "FiLM placement 'middle'"),
-                          (("encoder", "4,abc", "bad"), "--channels '4,abc': comma-separated whole numbers"),
-                          (("encoder", "0,4", "bad"), "U-Net widths [0, 4]"),
-                          (("bottleneck", tiny, "encoder"), "holds a fewshot model with U-Net widths "
-                           f"{tiny} (FiLM: encoder); these flags ask for a fewshot model with U-Net widths {tiny} (FiLM: bottleneck)"),
-                          (("encoder", tiny, "", "--steps", "2"), "encoder.safetensors: weights file exists (use --overwrite")]:
+    for args, message in [
+        (("middle",), "FiLM placement 'middle'"),
+        (("encoder", "4,abc", "bad"), "--channels '4,abc': comma-separated whole numbers"),
+        (("encoder", "0,4", "bad"), "U-Net widths [0, 4]"),
+        (
+            ("bottleneck", tiny, "encoder"),
+            "holds a fewshot model with U-Net widths "
+            f"{tiny} (FiLM: encoder); these flags ask for a fewshot model with U-Net widths {tiny} (FiLM: bottleneck)",
+        ),
+        (("encoder", tiny, "", "--steps", "2"), "encoder.safetensors: weights file exists (use --overwrite"),
+    ]:
         assert mss_train(*args) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "mss: error:" in err and message in err and "Traceback" not in err
@@ -136,12 +189,37 @@ def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
     assert read_metadata(tmp_path / "encoder.safetensors")["steps"] == "2"
 
 
+@pytest.mark.slow
 def test_distributed_training_with_two_cpu_processes(tmp_path, tiny_dataset):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "mss_cli", "train", "--data", str(tiny_dataset), "--run-dir", str(tmp_path / "ddp"), "--steps", "2",
-           "--batch", "2", "--channels", ",".join(map(str, TINY_CHANNELS)), "--val-episodes", "1", "--val-every", "2",
-           "--checkpoint-every", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "mss_research",
+        "train",
+        "--data",
+        str(tiny_dataset),
+        "--run-dir",
+        str(tmp_path / "ddp"),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--channels",
+        ",".join(map(str, TINY_CHANNELS)),
+        "--val-episodes",
+        "1",
+        "--val-every",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with safe_open(str(tmp_path / "ddp" / "last.safetensors"), "pt") as fh:
@@ -151,11 +229,28 @@ def test_distributed_training_with_two_cpu_processes(tmp_path, tiny_dataset):
 def test_training_can_start_from_shipped_style_weights(tmp_path, tiny_dataset):
     """--init continues from an exported (fp16) weights file, e.g. in a fresh session: the step
     count goes on, so --steps is the cumulative target and the export counts all training."""
-    first = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "a"), channels=TINY_CHANNELS, steps=1, batch=2,
-                        val_episodes=1, val_every=1, threads=2)
+    first = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "a"),
+        channels=TINY_CHANNELS,
+        steps=1,
+        batch=2,
+        val_episodes=1,
+        val_every=1,
+        threads=2,
+    )
     weights = export(train(first), tmp_path / "a.safetensors")
-    second = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "b"), channels=TINY_CHANNELS, steps=3, batch=2,
-                         val_episodes=1, val_every=1, threads=2, init=str(weights))
+    second = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "b"),
+        channels=TINY_CHANNELS,
+        steps=3,
+        batch=2,
+        val_episodes=1,
+        val_every=1,
+        threads=2,
+        init=str(weights),
+    )
     continued = export(train(second), tmp_path / "b.safetensors")
     rows = list(csv.DictReader((tmp_path / "b" / "log.csv").open()))
     assert [r["step"] for r in rows] == ["2", "3"]  # two more steps, numbered after the first
@@ -170,14 +265,23 @@ def test_fewshot_model_distilled_from_a_class_conditioned_teacher(tmp_path, tiny
     import torch
 
     from mss_cli.errors import UsageError
-    from mss_cli.model import ModelConfig, Separator
-    from mss_cli.train import adopt_teacher
+    from mss_cli.model import ConditionedUNet, ModelConfig
+    from mss_research.train import adopt_teacher
 
-    cc = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "cc"), kind="classcond", channels=TINY_CHANNELS,
-                     steps=1, batch=2, val_episodes=1, val_every=1, threads=2)
+    cc = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "cc"),
+        kind="classcond",
+        channels=TINY_CHANNELS,
+        steps=1,
+        batch=2,
+        val_episodes=1,
+        val_every=1,
+        threads=2,
+    )
     teacher_path = export(train(cc), tmp_path / "cc.safetensors")
     teacher = load_model(teacher_path, fuse=False)
-    student = Separator(ModelConfig(channels=TINY_CHANNELS))
+    student = ConditionedUNet(ModelConfig(channels=TINY_CHANNELS))
     encoder_before = {k: v.clone() for k, v in student.encoder.state_dict().items()}
     adopt_teacher(student, teacher)
     for name, value in teacher.state_dict().items():
@@ -185,15 +289,31 @@ def test_fewshot_model_distilled_from_a_class_conditioned_teacher(tmp_path, tiny
             assert torch.equal(student.state_dict()[name], value), name
     assert all(torch.equal(student.encoder.state_dict()[k], v) for k, v in encoder_before.items())
 
-    fs = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "fs"), channels=TINY_CHANNELS, steps=2, batch=2,
-                     val_episodes=1, val_every=2, threads=2, teacher=str(teacher_path))
+    fs = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "fs"),
+        channels=TINY_CHANNELS,
+        steps=2,
+        batch=2,
+        val_episodes=1,
+        val_every=2,
+        threads=2,
+        teacher=str(teacher_path),
+    )
     train(fs)
     rows = list(csv.DictReader((tmp_path / "fs" / "log.csv").open()))
     assert rows and all(float(r["distill"]) > 0 and np.isfinite(float(r["distill"])) for r in rows)
 
     student_path = export(tmp_path / "fs" / "last.safetensors", tmp_path / "fs.safetensors")
-    bad = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "bad"), channels=TINY_CHANNELS, steps=1, batch=2,
-                      threads=2, teacher=str(student_path))
+    bad = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "bad"),
+        channels=TINY_CHANNELS,
+        steps=1,
+        batch=2,
+        threads=2,
+        teacher=str(student_path),
+    )
     with pytest.raises(UsageError, match="class-conditioned"):
         train(bad)
     bad.teacher, bad.init = str(tmp_path / "missing.safetensors"), ""
@@ -206,7 +326,7 @@ def test_example_contrast_prefers_the_anchors_own_class():
     such clips is log 2), high when nearest another class's; padded clips take no part."""
     import torch
 
-    from mss_cli.train import example_contrast
+    from mss_research.train import example_contrast
 
     a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
     clips = torch.stack([torch.stack([a, a, b]), torch.stack([b, b, a])])  # episode 1's third clip is padding
@@ -226,14 +346,31 @@ def test_tiny_run_with_the_example_contrast_term(tmp_path, tiny_dataset):
 
     from mss_cli.errors import UsageError
 
-    cfg = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "fs"), channels=TINY_CHANNELS, steps=2, batch=2,
-                      val_episodes=1, val_every=2, threads=2, contrast_weight=0.5)
+    cfg = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "fs"),
+        channels=TINY_CHANNELS,
+        steps=2,
+        batch=2,
+        val_episodes=1,
+        val_every=2,
+        threads=2,
+        contrast_weight=0.5,
+    )
     train(cfg)
     rows = list(csv.DictReader((tmp_path / "fs" / "log.csv").open()))
     assert rows and all(float(r["contrast"]) > 0 and np.isfinite(float(r["contrast"])) for r in rows)
     assert not any(r["distill"] for r in rows)
-    cc = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "cc"), kind="classcond", channels=TINY_CHANNELS,
-                     steps=1, batch=2, threads=2, contrast_weight=0.5)
+    cc = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "cc"),
+        kind="classcond",
+        channels=TINY_CHANNELS,
+        steps=1,
+        batch=2,
+        threads=2,
+        contrast_weight=0.5,
+    )
     with pytest.raises(UsageError, match="contrast"):
         train(cc)
 
@@ -241,7 +378,7 @@ def test_tiny_run_with_the_example_contrast_term(tmp_path, tiny_dataset):
 def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
     """--lr-final: a cosine from --lr where the schedule began down to --lr-final at --steps; a
     resumed run continues the same curve (its start is kept in the checkpoint)."""
-    from mss_cli.train import learning_rate
+    from mss_research.train import learning_rate
 
     cfg = TrainConfig(data="", run="", lr=1e-3, lr_final=1e-5, steps=1100)
     assert learning_rate(cfg, 100, 100) == 1e-3
@@ -249,8 +386,18 @@ def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
     assert math.isclose(learning_rate(cfg, 1100, 100), 1e-5) and math.isclose(learning_rate(cfg, 5000, 100), 1e-5)
     assert learning_rate(TrainConfig(data="", run="", lr=1e-3), 600, 100) == 1e-3  # no --lr-final: constant
 
-    run = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "r"), channels=TINY_CHANNELS, steps=2, batch=2,
-                      val_episodes=1, val_every=10, threads=2, lr=1e-3, lr_final=1e-4)
+    run = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "r"),
+        channels=TINY_CHANNELS,
+        steps=2,
+        batch=2,
+        val_episodes=1,
+        val_every=10,
+        threads=2,
+        lr=1e-3,
+        lr_final=1e-4,
+    )
     train(run)
     run.steps = 4  # resumed with a new end: the curve still starts at step 0
     train(run)
@@ -266,8 +413,17 @@ def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
     # it had reached (Adam's state kept), then resumed again with a later end: the same start holds
     from mss_cli.errors import UsageError
 
-    flat = TrainConfig(data=str(tiny_dataset), run=str(tmp_path / "f"), channels=TINY_CHANNELS, steps=2, batch=2,
-                       val_episodes=1, val_every=10, threads=2, lr=1e-3)
+    flat = TrainConfig(
+        data=str(tiny_dataset),
+        run=str(tmp_path / "f"),
+        channels=TINY_CHANNELS,
+        steps=2,
+        batch=2,
+        val_episodes=1,
+        val_every=10,
+        threads=2,
+        lr=1e-3,
+    )
     train(flat)
     flat.lr_final, flat.schedule_start = 1e-4, 2
     for flat.steps in (4, 6):
@@ -282,24 +438,26 @@ def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_validation_runs_on_the_gpu_the_model_trains_on(tiny_dataset):
     # Found on a lent H200: episodes are numpy (CPU) and validation must move them to the model.
-    from mss_cli.data.episodes import EpisodeSampler
-    from mss_cli.model import Separator
-    from mss_cli.train import model_config, validate
+    from mss_cli.model import ConditionedUNet
+    from mss_research.data.episodes import EpisodeSampler
+    from mss_research.train import model_config, validate
 
     episodes = [EpisodeSampler(tiny_dataset, "val", 255 * 512, 44100, seed=1).sample(positives=2, negatives=1)]
     for kind in ("fewshot", "classcond"):
-        model = Separator(model_config(TrainConfig(data="", run="", kind=kind, channels=TINY_CHANNELS))).cuda()
+        model = ConditionedUNet(model_config(TrainConfig(data="", run="", kind=kind, channels=TINY_CHANNELS))).cuda()
         assert all(np.isfinite(validate(model, episodes, use_negatives=True)))
 
 
 def test_curve_of_a_run_without_validation(tmp_path):
     # A run stopped from outside before any validation (the GPU run) still gets its loss curve.
-    from mss_cli.train import LOG_COLUMNS, plot_curve
+    from mss_research.train import LOG_COLUMNS, plot_curve
 
     with (tmp_path / "log.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, LOG_COLUMNS)
         writer.writeheader()
-        writer.writerows({**dict.fromkeys(LOG_COLUMNS, ""), "step": s, "loss": -s / 10, "hours": 0.1} for s in (10, 20, 30))
+        writer.writerows(
+            {**dict.fromkeys(LOG_COLUMNS, ""), "step": s, "loss": -s / 10, "hours": 0.1} for s in (10, 20, 30)
+        )
     plot_curve(tmp_path / "log.csv", tmp_path / "curve.png")
     assert (tmp_path / "curve.png").stat().st_size > 1000
 
@@ -309,11 +467,13 @@ def test_init_and_teacher_follow_classes_by_name():
     classes added since start fresh) and refuses another kind or U-Net; as a --teacher it is refused
     for a dataset with classes it has no vector for, instead of indexing past its table."""
     from mss_cli.errors import UsageError
-    from mss_cli.model import ModelConfig, Separator
-    from mss_cli.train import start_from, teacher_films
+    from mss_cli.model import ConditionedUNet, ModelConfig
+    from mss_research.train import start_from, teacher_films
 
-    def classcond(names: list[str], channels=TINY_CHANNELS) -> Separator:
-        model = Separator(ModelConfig(kind="classcond", channels=channels, num_classes=len(names), class_names=names))
+    def classcond(names: list[str], channels=TINY_CHANNELS) -> ConditionedUNet:
+        model = ConditionedUNet(
+            ModelConfig(kind="classcond", channels=channels, num_classes=len(names), class_names=names)
+        )
         torch.nn.init.normal_(model.film.weight)  # a trained-looking FiLM generator (it starts at zero)
         return model
 
@@ -324,7 +484,7 @@ def test_init_and_teacher_follow_classes_by_name():
     assert torch.equal(new.class_table.weight[2], banjo)
     assert all(torch.equal(new.state_dict()[k], v) for k, v in old.state_dict().items() if k.startswith("unet."))
     with pytest.raises(UsageError, match="--init: the weights are a classcond model"):
-        start_from(Separator(ModelConfig(channels=TINY_CHANNELS)), old)
+        start_from(ConditionedUNet(ModelConfig(channels=TINY_CHANNELS)), old)
     with pytest.raises(UsageError, match="widths 4,8,8,8,8,8"):
         start_from(classcond(["piano", "bass"], channels=[4, 8, 8, 8, 8, 16]), old)
 
@@ -341,11 +501,11 @@ def test_fp16_export_keeps_values_beyond_its_range_in_float32(tmp_path):
     and the half-size file separates as the model does."""
     from conftest import TINY
 
-    from mss_cli.model import ModelConfig, Separator
+    from mss_cli.model import ConditionedUNet, ModelConfig
     from mss_cli.weights import save_model
 
     torch.manual_seed(0)
-    model = Separator(ModelConfig(**TINY)).eval()
+    model = ConditionedUNet(ModelConfig(**TINY)).eval()
     with torch.no_grad():
         model.unet.dec_norm[0].running_var.fill_(1.5e7)
         model.unet.dec_norm[0].weight.fill_(3e3)  # the mask still depends on those channels

@@ -13,7 +13,7 @@ paired note). The level statistics of the episodes' mixtures and clips are print
 
 Usage:
 
-    python tools/probe_level.py DATA [EPISODES_PER_GROUP] [SEED] [WEIGHTS]
+    python -m mss_research.probes.level DATA [EPISODES_PER_GROUP] [SEED] [WEIGHTS]
 """
 
 from __future__ import annotations
@@ -24,25 +24,29 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from mss_cli.data.episodes import EpisodeSampler
-from mss_cli.evaluate import EXAMPLE_SECONDS, SEGMENT_SECONDS, Case, bss_sdr, fewshot, group_episodes, paired_note, pools, score
+from mss_cli.audio import SAMPLE_RATE
+from mss_cli.evaluate import bss_sdr
 from mss_cli.level import gain_to, inputs_as_they_come, level_dbfs
+from mss_cli.report import Case, paired_note, pools
 from mss_cli.weights import load_model
+from mss_research.data.episodes import EpisodeSampler
+from mss_research.paper_eval import EXAMPLE_SECONDS, SEGMENT_SECONDS, fewshot, group_episodes, score
 
 GAINS_DB = (-24, -12, -6, 6, 12, 18)
 OFFSETS_DB = (-6, 0, 6)
 PIPELINE_GAINS_DB = (-24, 0, 12, 18)
-RATE = 44100
 
 
 def training_levels(data: str, count: int = 300) -> tuple[float, float]:
     """Median gated level (dBFS) of training-split mixtures and of their positive clips."""
-    sampler = EpisodeSampler(data, "train", int(SEGMENT_SECONDS * RATE), int(EXAMPLE_SECONDS * RATE), seed=0)
+    sampler = EpisodeSampler(
+        data, "train", int(SEGMENT_SECONDS * SAMPLE_RATE), int(EXAMPLE_SECONDS * SAMPLE_RATE), seed=0
+    )
     mixtures, clips = [], []
     for _ in range(count):
         e = sampler.sample(positives=5, negatives=0)
-        mixtures.append(level_dbfs(e.mixture, RATE))
-        clips += [level_dbfs(c, RATE) for c in e.positives]
+        mixtures.append(level_dbfs(e.mixture, SAMPLE_RATE))
+        clips += [level_dbfs(c, SAMPLE_RATE) for c in e.positives]
     return float(np.median(mixtures)), float(np.median(clips))
 
 
@@ -51,14 +55,17 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
     model = load_model(weights)
     raw = inputs_as_they_come(load_model(weights))
     mix_ref, clip_ref = training_levels(data)
-    print(f"training split, median gated level: mixtures {mix_ref:.1f} dBFS, positive clips {clip_ref:.1f} dBFS", flush=True)
+    print(
+        f"training split, median gated level: mixtures {mix_ref:.1f} dBFS, positive clips {clip_ref:.1f} dBFS",
+        flush=True,
+    )
     cases: list[Case] = []
     levels: dict[str, list[float]] = {"mixture": [], "positive clip": []}
     for group, episodes in group_episodes(data, count, seed):
         for i, e in enumerate(episodes):
             floor = bss_sdr(e.target, e.mixture)
-            mix_level = level_dbfs(e.mixture, RATE)
-            clip_levels = [level_dbfs(c, RATE) for c in e.positives]
+            mix_level = level_dbfs(e.mixture, SAMPLE_RATE)
+            clip_levels = [level_dbfs(c, SAMPLE_RATE) for c in e.positives]
             clip_gains = np.array([gain_to(level, clip_ref) for level in clip_levels], np.float32)[:, None]
             levels["mixture"].append(mix_level)
             levels["positive clip"] += clip_levels[:5]
@@ -68,11 +75,19 @@ def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None
                 variants[f"mixture {gain_db:+d} dB"] = (raw, g, e.positives)
                 variants[f"clips {gain_db:+d} dB"] = (raw, 1.0, e.positives * np.float32(g))
             for offset in OFFSETS_DB:
-                variants[f"normalised, mixture to {mix_ref + offset:.0f} dBFS"] = (raw, gain_to(mix_level, mix_ref + offset), e.positives * clip_gains)
+                variants[f"normalised, mixture to {mix_ref + offset:.0f} dBFS"] = (
+                    raw,
+                    gain_to(mix_level, mix_ref + offset),
+                    e.positives * clip_gains,
+                )
             variants["normalised, clips only"] = (raw, 1.0, e.positives * clip_gains)
             for gain_db in PIPELINE_GAINS_DB:
                 g = 10 ** (gain_db / 20)
-                variants[f"mss separate's levels, mixture and clips {gain_db:+d} dB"] = (model, g, e.positives * np.float32(g))
+                variants[f"mss separate's levels, mixture and clips {gain_db:+d} dB"] = (
+                    model,
+                    g,
+                    e.positives * np.float32(g),
+                )
             for name, (separator, g, clips) in variants.items():
                 g = np.float32(g)
                 estimate = fewshot(separator, replace(e, mixture=e.mixture * g, positives=clips), 5, 0) / g

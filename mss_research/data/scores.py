@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from mss_cli.data.taxonomy import InstrumentClass, Taxonomy
+from mss_cli.taxonomy import InstrumentClass, Taxonomy
 
 
 @dataclass
@@ -44,8 +44,17 @@ class Work:
 MAJOR = [0, 2, 4, 5, 7, 9, 11]
 MINOR = [0, 2, 3, 5, 7, 8, 10]
 PROGRESSIONS = [  # scale degrees (0-based), one chord per bar
-    [0, 4, 5, 3], [0, 5, 3, 4], [5, 3, 0, 4], [0, 3, 4, 3], [1, 4, 0, 0], [0, 3, 0, 4],
-    [0, 6, 5, 4], [0, 0, 3, 4], [5, 4, 3, 4], [0, 2, 3, 4], [0, 4, 5, 2, 3, 0, 3, 4],
+    [0, 4, 5, 3],
+    [0, 5, 3, 4],
+    [5, 3, 0, 4],
+    [0, 3, 4, 3],
+    [1, 4, 0, 0],
+    [0, 3, 0, 4],
+    [0, 6, 5, 4],
+    [0, 0, 3, 4],
+    [5, 4, 3, 4],
+    [0, 2, 3, 4],
+    [0, 4, 5, 2, 3, 0, 3, 4],
 ]
 STYLES = ["rock", "pop", "funk", "electronic", "jazz", "ballad", "reggae", "shuffle"]
 
@@ -113,7 +122,9 @@ def drum_part(style: str, bars: int, step: float, rng: random.Random) -> list[No
 # --- pitched parts -------------------------------------------------------------------------------
 
 
-def bass_part(chords: list[list[int]], style: str, inst: InstrumentClass, step: float, rng: random.Random) -> list[Note]:
+def bass_part(
+    chords: list[list[int]], style: str, inst: InstrumentClass, step: float, rng: random.Random
+) -> list[Note]:
     notes: list[Note] = []
     pattern = rng.choice(["eighths", "root5", "sync", "whole", "octave"]) if style != "jazz" else "walk"
     for bar, tones in enumerate(chords):
@@ -125,7 +136,13 @@ def bass_part(chords: list[list[int]], style: str, inst: InstrumentClass, step: 
         elif pattern == "root5":
             hits = [(0, root, 6), (6, fifth, 2), (8, root, 6), (14, fifth, 2)]
         elif pattern == "sync":
-            hits = [(0, root, 3), (3, root, 3), (10, fifth, 2), (12, root, 2), (14, root + 12 if root + 12 <= inst.high else root, 2)]
+            hits = [
+                (0, root, 3),
+                (3, root, 3),
+                (10, fifth, 2),
+                (12, root, 2),
+                (14, root + 12 if root + 12 <= inst.high else root, 2),
+            ]
         elif pattern == "octave":
             hits = [(s, root + (12 if s % 4 == 2 and root + 12 <= inst.high else 0), 2) for s in range(0, 16, 2)]
         elif pattern == "whole":
@@ -137,7 +154,9 @@ def bass_part(chords: list[list[int]], style: str, inst: InstrumentClass, step: 
     return notes
 
 
-def comp_part(chords: list[list[int]], style: str, inst: InstrumentClass, step: float, rng: random.Random) -> list[Note]:
+def comp_part(
+    chords: list[list[int]], style: str, inst: InstrumentClass, step: float, rng: random.Random
+) -> list[Note]:
     pattern = rng.choice(
         {"reggae": ["skank"], "funk": ["stabs16", "skank"], "ballad": ["whole", "arp"], "jazz": ["stabs", "whole"]}.get(
             style, ["whole", "strum", "arp", "stabs", "strum"]
@@ -153,8 +172,10 @@ def comp_part(chords: list[list[int]], style: str, inst: InstrumentClass, step: 
             hits = [(s, [order[i % len(order)]], 2) for i, s in enumerate(range(0, 16, 2))]
         else:
             steps = {
-                "whole": [(0, 16)], "strum": [(s, 2) for s in (0, 2, 3, 6, 8, 10, 11, 14)],
-                "stabs": [(0, 2), (6, 2), (10, 2)], "stabs16": [(s, 1) for s in (0, 3, 6, 10, 13)],
+                "whole": [(0, 16)],
+                "strum": [(s, 2) for s in (0, 2, 3, 6, 8, 10, 11, 14)],
+                "stabs": [(0, 2), (6, 2), (10, 2)],
+                "stabs16": [(s, 1) for s in (0, 3, 6, 10, 13)],
                 "skank": [(4, 2), (12, 2)],
             }[pattern]
             hits = [(s, voice, d) for s, d in steps]
@@ -165,8 +186,15 @@ def comp_part(chords: list[list[int]], style: str, inst: InstrumentClass, step: 
     return notes
 
 
-def melody_part(chords: list[list[int]], key: int, scale: list[int], inst: InstrumentClass, step: float,
-                rng: random.Random, sparse: bool) -> list[Note]:
+def melody_part(
+    chords: list[list[int]],
+    key: int,
+    scale: list[int],
+    inst: InstrumentClass,
+    step: float,
+    rng: random.Random,
+    sparse: bool,
+) -> list[Note]:
     """A phrase-structured melody: a 2-bar rhythm motif reused, pitches walking near chord tones."""
     lengths = [4, 8] if sparse else [1, 2, 2, 3, 4, 6]
     motif: list[tuple[int, int]] = []
@@ -248,7 +276,9 @@ def corpus_paths(limit: int | None = None) -> list[str]:
     return paths[:limit] if limit else paths
 
 
-def corpus_work(path: str, work_id: str, taxonomy: Taxonomy, rng: random.Random, max_seconds: float = 60.0) -> Work | None:
+def corpus_work(
+    path: str, work_id: str, taxonomy: Taxonomy, rng: random.Random, max_seconds: float = 60.0
+) -> Work | None:
     """Each part of a score becomes one stem, with a class whose range fits the part's notes."""
     from music21 import converter
 
@@ -271,12 +301,16 @@ def corpus_work(path: str, work_id: str, taxonomy: Taxonomy, rng: random.Random,
             if start >= max_seconds:
                 break
             for p in n.pitches:
-                notes.append(Note(start, max(0.05, float(n.quarterLength) * beat * 0.95), p.midi + shift, rng.randint(70, 105)))
+                notes.append(
+                    Note(start, max(0.05, float(n.quarterLength) * beat * 0.95), p.midi + shift, rng.randint(70, 105))
+                )
         if not notes:
             continue
         pitches = sorted(n.pitch for n in notes)
         lo, hi = pitches[len(pitches) // 10], pitches[-1 - len(pitches) // 10]
-        options = [c for c in taxonomy.classes if not c.is_drums and c.name not in used and c.low <= lo and hi <= c.high]
+        options = [
+            c for c in taxonomy.classes if not c.is_drums and c.name not in used and c.low <= lo and hi <= c.high
+        ]
         if not options:
             continue
         inst = rng.choice(options)

@@ -9,7 +9,7 @@ class, it embeds 20 single example clips and says which class centroid each clip
 
 Usage:
 
-    python tools/probe_classes.py DATA CLASS[,CLASS...] [COUNT]
+    python -m mss_research.probes.classes DATA CLASS[,CLASS...] [COUNT]
 """
 
 from __future__ import annotations
@@ -20,16 +20,25 @@ from collections import Counter
 import numpy as np
 import torch
 
-from mss_cli.data.episodes import EpisodeSampler
-from mss_cli.evaluate import (BASELINE, EXAMPLE_SECONDS, FEWSHOT_5, SEGMENT_SECONDS, Case, bss_sdr, classcond, fewshot,
-                              paired_note, score)
+from mss_cli.audio import SAMPLE_RATE
+from mss_cli.evaluate import bss_sdr
 from mss_cli.level import inputs_as_they_come
+from mss_cli.report import Case, paired_note
 from mss_cli.weights import BASELINE_WEIGHTS, load_model, shipped_weights
+from mss_research.data.episodes import EpisodeSampler
+from mss_research.paper_eval import BASELINE, EXAMPLE_SECONDS, FEWSHOT_5, SEGMENT_SECONDS, classcond, fewshot, score
 
 
 def paired_by_class(data: str, classes: list[str], count: int, few, base) -> None:
-    sampler = EpisodeSampler(data, "val", int(SEGMENT_SECONDS * 44100), int(EXAMPLE_SECONDS * 44100),
-                             max_positives=5, targets="seen", seed=3)
+    sampler = EpisodeSampler(
+        data,
+        "val",
+        int(SEGMENT_SECONDS * SAMPLE_RATE),
+        int(EXAMPLE_SECONDS * SAMPLE_RATE),
+        max_positives=5,
+        targets="seen",
+        seed=3,
+    )
     every = list(sampler.targets)
     cases: list[Case] = []
     for cls in classes:
@@ -40,24 +49,33 @@ def paired_by_class(data: str, classes: list[str], count: int, few, base) -> Non
         for index in range(count):
             e = sampler.sample(positives=5, negatives=0)
             floor = bss_sdr(e.target, e.mixture)
-            cases += [score(cls, index, FEWSHOT_5, e, fewshot(few, e, 5, 0), floor),
-                      score(cls, index, BASELINE, e, classcond(base, e), floor)]
+            cases += [
+                score(cls, index, FEWSHOT_5, e, fewshot(few, e, 5, 0), floor),
+                score(cls, index, BASELINE, e, classcond(base, e), floor),
+            ]
         print(f"{len(sampler.targets)} stems: " + paired_note(cases, cls, FEWSHOT_5, BASELINE), flush=True)
 
 
 def nearest_centroids(data: str, classes: list[str], model) -> None:
-    sampler = EpisodeSampler(data, "val", int(SEGMENT_SECONDS * 44100), int(EXAMPLE_SECONDS * 44100), targets="all", seed=5)
+    sampler = EpisodeSampler(
+        data, "val", int(SEGMENT_SECONDS * SAMPLE_RATE), int(EXAMPLE_SECONDS * SAMPLE_RATE), targets="all", seed=5
+    )
     embedded = {}
     for cls, rows in sampler.by_class.items():
         clips, _ = sampler._examples(rows, 20)
         if clips:
             with torch.inference_mode():
-                embedded[cls] = torch.nn.functional.normalize(model.embed_windows(torch.from_numpy(np.stack(clips))), dim=-1)
+                embedded[cls] = torch.nn.functional.normalize(
+                    model.embed_windows(torch.from_numpy(np.stack(clips))), dim=-1
+                )
     names = sorted(embedded)
     centroids = torch.stack([torch.nn.functional.normalize(embedded[c].mean(0), dim=0) for c in names])
     for cls in classes:
         nearest = Counter(names[i] for i in (embedded[cls] @ centroids.T).argmax(1).tolist())
-        print(f"{cls}: its {len(embedded[cls])} clips lie nearest to " + ", ".join(f"{c} {k}" for c, k in nearest.most_common()))
+        print(
+            f"{cls}: its {len(embedded[cls])} clips lie nearest to "
+            + ", ".join(f"{c} {k}" for c, k in nearest.most_common())
+        )
 
 
 def main(data: str, classes: str, count: int = 40) -> None:

@@ -3,7 +3,7 @@ export PYTHONPATH=/tmp/site:$PWD
 sleep "${WAIT:-60}"
 python3 - <<PY
 from safetensors import safe_open
-from mss_cli.train import export
+from mss_research.train import export
 step = safe_open("/tmp/run/last.safetensors", "pt").metadata()["step"]
 export("/tmp/run/last.safetensors", "$OUT/gpu-" + step + ".safetensors")
 print("exported step", step)

@@ -6,7 +6,7 @@ seen-class centroids; then how many seen episodes lie nearest their own class's 
 each unseen class the nearest seen centroid (cosine). A model that maps an unseen instrument onto
 a seen one separates it as that one. Usage:
 
-    python tools/probe_conditioning.py DATA WEIGHTS [WEIGHTS ...]
+    python -m mss_research.probes.conditioning DATA WEIGHTS [WEIGHTS ...]
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sys
 import torch
 from torch.nn.functional import normalize
 
-from mss_cli.evaluate import episodes_for
 from mss_cli.weights import load_model
+from mss_research.paper_eval import episodes_for
 
 
 def conditioning_vectors(model, episodes) -> dict[str, list[torch.Tensor]]:
@@ -47,8 +47,10 @@ def main(data: str, weights: list[str]) -> None:
         for c, vs in sorted(unseen.items()):
             sims = normalize(torch.stack(vs).mean(0), dim=0) @ centroids.T
             votes = collections.Counter(names[int(i)] for i in (torch.stack(vs) @ centroids.T).argmax(1))
-            print(f"  {c:10s} {len(vs):3d} episodes: nearest seen centroid {names[int(sims.argmax())]} "
-                  f"(cos {float(sims.max()):.3f}); per episode {dict(votes.most_common(2))}")
+            print(
+                f"  {c:10s} {len(vs):3d} episodes: nearest seen centroid {names[int(sims.argmax())]} "
+                f"(cos {float(sims.max()):.3f}); per episode {dict(votes.most_common(2))}"
+            )
 
 
 if __name__ == "__main__":

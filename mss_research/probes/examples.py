@@ -14,7 +14,7 @@ differences, and how often the variant wins):
 
 Usage:
 
-    python tools/probe_examples.py DATA WEIGHTS [EPISODES]
+    python -m mss_research.probes.examples DATA WEIGHTS [EPISODES]
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ import numpy as np
 import torch
 
 from mss_cli.conditioning import WINDOW_SECONDS
-from mss_cli.evaluate import Case, bss_sdr, group_episodes, paired_note, score, separate_episode
+from mss_cli.evaluate import bss_sdr
 from mss_cli.level import inputs_as_they_come
+from mss_cli.report import Case, paired_note
 from mss_cli.weights import load_model
+from mss_research.paper_eval import group_episodes, score, separate_episode
 
 
 def windows(signal: np.ndarray, length: int) -> torch.Tensor:

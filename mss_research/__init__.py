@@ -1,0 +1,1 @@
+"""mss research: training data, training, the paper's evaluation and probes (imports mss_cli, never the reverse)."""

@@ -1,0 +1,3 @@
+from mss_research.cli import main
+
+main()

@@ -1,0 +1,230 @@
+"""The paper's comparison on our validation data (``mss-research eval --data``).
+
+Methods on the same fixed episodes (mixture segment, target, example clips from other works):
+few-shot with 1/3/5/10 positives, 5 positives + 5 negatives (steering the model only, as in the
+paper, and also suppressed: their own masks taken out, as ``mss separate`` does), the
+class-conditioned baseline, a classical few-shot baseline (NMF bases learned from the example
+clips, semi-supervised on the mixture), the mixture itself (floor) and the oracle ideal ratio mask
+(ceiling of a mask model). Groups: seen classes, unseen classes (never training targets), unseen
+timbres (works rendered with the reserved soundfonts). SDR is BSSEval's (512-tap distortion
+filter, fast-bss-eval) over each segment; SI-SDR and SDRi (improvement over the mixture's SDR) are
+reported beside it. A run can be paired with an earlier one on the same episodes (``--against``):
+how two weights files compare.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mss_cli.audio import SAMPLE_RATE
+from mss_cli.conditioning import Partner, class_vector, trained_classes, unwanted_vectors
+from mss_cli.errors import UsageError
+from mss_cli.evaluate import bss_sdr
+from mss_cli.level import at_level, level_dbfs
+from mss_cli.metrics import si_sdr
+from mss_cli.model import ModelConfig, Spectrogram
+from mss_cli.report import Case
+from mss_cli.separate import make_separator
+from mss_research.data.episodes import Episode, EpisodeSampler
+
+GROUPS = {"seen": ("val", "seen"), "unseen": ("val", "unseen"), "unseen timbre": ("timbre", "all")}
+SEGMENT_SECONDS = 6.0
+EXAMPLE_SECONDS = 3.0
+BASELINE = "class-conditioned baseline"
+FEWSHOT_5 = "few-shot, 5 positives"
+FEWSHOT_5_NEG = "few-shot, 5 positives + 5 negatives"
+FEWSHOT_5_SUPPRESSED = "few-shot, 5 positives + 5 suppressed negatives"
+AVERAGED = ", averaged with the baseline"  # the suffix of the methods that --class with --like runs
+SETTING = f"{SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips"
+# The paired differences the table states: what each use of the examples adds, and the baseline.
+COMPARISONS = (
+    (BASELINE, FEWSHOT_5),
+    (FEWSHOT_5_NEG, FEWSHOT_5),
+    (FEWSHOT_5_SUPPRESSED, FEWSHOT_5),
+    (FEWSHOT_5_SUPPRESSED, FEWSHOT_5_NEG),
+    (FEWSHOT_5 + AVERAGED, FEWSHOT_5),
+    (FEWSHOT_5 + AVERAGED, BASELINE),
+    (FEWSHOT_5_SUPPRESSED + AVERAGED, FEWSHOT_5_SUPPRESSED),
+)
+
+
+def fewshot(
+    model, episode: Episode, positives: int, negatives: int, suppressed: bool = False, shifts: int = 1, baseline=None
+) -> np.ndarray | None:
+    """The few-shot model given the episode's first ``positives`` and ``negatives`` clips, on the
+    model's device (training validates on the GPU it trains on); ``suppressed``: the negatives'
+    own masks are taken out of the target's too, as ``mss separate`` does by default; ``shifts``:
+    each mask averaged over that many shifted passes (``ConditionedUNet.mask``); ``baseline``: averaged
+    with that class-conditioned model's mask for the target's class (``--class`` with ``--like``),
+    or None where the baseline was not trained on it."""
+    device = model.device
+    partners = [] if baseline is None else [Partner(baseline, target_class_vector(baseline, episode))]
+    if any(vector is None for _, vector in partners):
+        return None
+
+    def embed(clips: np.ndarray) -> torch.Tensor:
+        # Each clip at the level the model's training clips had, as ``conditioning.embed_clips`` does.
+        clips = np.stack([at_level(c, model.config.clip_dbfs, model.config.sample_rate) for c in clips])
+        return model.embed_windows(torch.from_numpy(clips).to(device))[None]
+
+    with torch.inference_mode():
+        pos = embed(episode.positives[:positives])
+        neg_clips = episode.negatives[:negatives]
+        neg = embed(neg_clips) if len(neg_clips) else None
+        cond = model.conditioning(pos, neg)
+        unwanted = unwanted_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
+    return separate_episode(model, cond, episode, unwanted, shifts, partners)
+
+
+def target_class_vector(model, episode: Episode) -> torch.Tensor | None:
+    """A class-conditioned model's vector for the episode's target, None where it was not trained on that class."""
+    return class_vector(model, episode.target_class) if episode.target_class in trained_classes(model) else None
+
+
+def classcond(model, episode: Episode) -> np.ndarray | None:
+    """The class-conditioned baseline, or None where the target is not one of its trained classes."""
+    vector = target_class_vector(model, episode)
+    return None if vector is None else separate_episode(model, vector, episode)
+
+
+def separate_episode(
+    model,
+    cond: torch.Tensor,
+    episode: Episode,
+    unwanted: torch.Tensor | None = None,
+    shifts: int = 1,
+    partners: Sequence[Partner] = (),
+) -> np.ndarray:
+    """The episode's mixture through the separator exactly as ``mss separate`` runs it."""
+    level = level_dbfs(episode.mixture, model.config.sample_rate)
+    run = make_separator(model, cond, unwanted=unwanted, shifts=shifts, level=level, partners=partners)
+    return run(torch.from_numpy(episode.mixture)[None])[0].numpy()
+
+
+# The oracle and NMF baselines use the separator's transform (ModelConfig's n_fft and hop), with no model.
+SPECTROGRAM = Spectrogram(ModelConfig.n_fft, ModelConfig.hop)
+
+
+def _stft(x: np.ndarray) -> torch.Tensor:
+    return SPECTROGRAM.stft(torch.from_numpy(x)[None])[0]
+
+
+def _istft(spec: torch.Tensor, length: int) -> np.ndarray:
+    return SPECTROGRAM.istft(spec[None], length)[0].numpy()
+
+
+def oracle_irm(episode: Episode) -> np.ndarray:
+    target, rest = _stft(episode.target).abs(), _stft(episode.mixture - episode.target).abs()
+    mask = target / (target + rest + 1e-8)
+    return _istft(_stft(episode.mixture) * mask, len(episode.mixture))
+
+
+def nmf(v: torch.Tensor, w: torch.Tensor | None, free: int, iters: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """KL-divergence NMF with multiplicative updates; columns of ``w`` given are kept fixed."""
+    gen = torch.Generator().manual_seed(seed)
+    fixed = 0 if w is None else w.shape[1]
+    w_all = torch.rand(v.shape[0], fixed + free, generator=gen, dtype=v.dtype) + 1e-3
+    if w is not None:
+        w_all[:, :fixed] = w
+    h = torch.rand(fixed + free, v.shape[1], generator=gen, dtype=v.dtype) + 1e-3
+    for _ in range(iters):
+        h *= (w_all.T @ (v / (w_all @ h + 1e-9))) / (w_all.sum(0)[:, None] + 1e-9)
+        update = ((v / (w_all @ h + 1e-9)) @ h.T) / (h.sum(1)[None] + 1e-9)
+        update[:, :fixed] = 1.0
+        w_all *= update
+        w_all /= w_all.sum(0, keepdim=True) + 1e-9
+    return w_all, h
+
+
+def nmf_baseline(episode: Episode, positives: int = 5, components: int = 16, iters: int = 60) -> np.ndarray:
+    """Bases of the target learned from its example clips; the mixture gets extra free bases."""
+    examples = torch.cat([_stft(clip).abs() for clip in episode.positives[:positives]], dim=1).double()
+    w_target, _ = nmf(examples, None, components, iters, seed=0)
+    mix_spec = _stft(episode.mixture)
+    w, h = nmf(mix_spec.abs().double(), w_target, components, iters, seed=1)
+    target = w[:, :components] @ h[:components]
+    mask = (target / (w @ h + 1e-9)).float()
+    return _istft(mix_spec * mask, len(episode.mixture))
+
+
+def score(group: str, index: int, method: str, episode: Episode, estimate: np.ndarray, floor: float) -> Case:
+    """One estimate of one episode's target, scored as every table here is; ``floor`` is the
+    mixture's own SDR (computed once per episode), which SDRi is measured from. The mixture itself
+    scores the floor (a BSSEval SDR costs ~90 ms on a 6-s segment; not computed twice)."""
+    value = floor if estimate is episode.mixture else bss_sdr(episode.target, estimate)
+    return Case(group, index, method, episode.target_class, value, si_sdr(episode.target, estimate), value - floor)
+
+
+def episodes_for(root: str | Path, group: str, count: int, seed: int) -> list[Episode]:
+    split, targets = GROUPS[group]
+    sampler = EpisodeSampler(
+        root,
+        split,
+        int(SEGMENT_SECONDS * SAMPLE_RATE),
+        int(EXAMPLE_SECONDS * SAMPLE_RATE),
+        max_positives=10,
+        targets=targets,
+        seed=seed,
+    )
+    return [sampler.sample(positives=10, negatives=5) for _ in range(count)]
+
+
+def group_episodes(root: str | Path, count: int, seed: int, progress=print) -> Iterator[tuple[str, list[Episode]]]:
+    """Each group's fixed episodes (``episodes_for``), skipping with a note a group the data has no
+    usable stems for (a small or custom render may lack a split), so one missing group does not end
+    a run that has the others."""
+    for group in GROUPS:
+        try:
+            episodes = episodes_for(root, group, count, seed)
+        except ValueError as exc:
+            progress(f"skipping {group}: {exc}")
+            continue
+        yield group, episodes
+
+
+def evaluate(
+    root: str | Path,
+    model,
+    baseline=None,
+    episodes: int = 30,
+    seed: int = 7,
+    progress=print,
+    methods: Sequence[str] = (),
+) -> list[Case]:
+    """Run every method (or those named in ``methods``) on fixed episodes of each group
+    (deterministic for a seed: a later run with other weights sees the same episodes)."""
+    every = {
+        "mixture (floor)": lambda e: e.mixture,
+        "oracle IRM (ceiling)": oracle_irm,
+        "NMF from 5 examples": nmf_baseline,
+        "few-shot, 1 positive": lambda e: fewshot(model, e, 1, 0),
+        "few-shot, 3 positives": lambda e: fewshot(model, e, 3, 0),
+        FEWSHOT_5: lambda e: fewshot(model, e, 5, 0),
+        "few-shot, 10 positives": lambda e: fewshot(model, e, 10, 0),
+        FEWSHOT_5_NEG: lambda e: fewshot(model, e, 5, 5),
+        FEWSHOT_5_SUPPRESSED: lambda e: fewshot(model, e, 5, 5, suppressed=True),
+    }
+    if baseline is not None:
+        every[BASELINE] = lambda e: classcond(baseline, e)
+        every[FEWSHOT_5 + AVERAGED] = lambda e: fewshot(model, e, 5, 0, baseline=baseline)
+        every[FEWSHOT_5_SUPPRESSED + AVERAGED] = lambda e: fewshot(model, e, 5, 5, suppressed=True, baseline=baseline)
+    unknown = [m for m in methods if m not in every]
+    if unknown:
+        raise UsageError(f"no method {unknown[0]!r} here; the methods are: {'; '.join(every)}")
+    chosen = {m: every[m] for m in methods} if methods else every
+    cases: list[Case] = []
+    for group, eps in group_episodes(root, episodes, seed, progress):
+        started = time.time()
+        for index, e in enumerate(eps):
+            floor = bss_sdr(e.target, e.mixture)
+            for name, fn in chosen.items():
+                est = fn(e)
+                if est is not None:
+                    cases.append(score(group, index, name, e, est, floor))
+        progress(f"{group}: {len(eps)} episodes in {time.time() - started:.0f} s")
+    return cases

@@ -1,0 +1,143 @@
+"""The paper's evaluation (mss-research eval): the method table on a tiny dataset, the NMF baseline,
+the class-conditioned baseline's coverage, runs paired with earlier ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from conftest import tone
+
+from mss_cli import report
+from mss_cli.evaluate import bss_sdr
+from mss_cli.weights import load_model
+from mss_research import paper_eval as pe
+from mss_research.cli import main
+
+
+def test_methods_table_on_a_tiny_dataset(tmp_path, tiny_dataset, tiny_weights, tiny_classcond_weights):
+    model = load_model(tiny_weights)
+    cases = pe.evaluate(
+        tiny_dataset, model, load_model(tiny_classcond_weights), episodes=2, seed=1, progress=lambda m: None
+    )
+    methods = {c.method for c in cases}
+    assert {
+        "mixture (floor)",
+        "oracle IRM (ceiling)",
+        "NMF from 5 examples",
+        "few-shot, 10 positives",
+        "few-shot, 5 positives + 5 negatives",
+    } <= methods
+    # The averaged methods run where the baseline does: on the episodes of its trained classes.
+    covered = {(c.group, c.episode) for c in cases if c.method == pe.BASELINE}
+    assert covered
+    for averaged in (pe.FEWSHOT_5 + pe.AVERAGED, pe.FEWSHOT_5_SUPPRESSED + pe.AVERAGED):
+        assert {(c.group, c.episode) for c in cases if c.method == averaged} == covered
+    floor = [c for c in cases if c.method == "mixture (floor)"]
+    assert all(c.sdri == 0 for c in floor)
+    irm = [c for c in cases if c.method.startswith("oracle")]
+    assert np.median([c.sdri for c in irm]) > 3  # the ideal mask is a real ceiling
+    md = report.save(cases, tmp_path, "test", comparisons=pe.COMPARISONS)
+    assert "| few-shot, 5 positives |" in md and (tmp_path / "evaluation.png").stat().st_size > 1000
+
+
+def test_nmf_baseline_recovers_a_tone_from_its_examples():
+    from mss_research.data.episodes import Episode
+
+    target = tone(3.0, freq=220, channels=1)[:, 0]
+    other = tone(3.0, freq=1550, channels=1, seed=3)[:, 0]
+    clips = np.stack([tone(2.0, freq=220, channels=1, seed=s)[:, 0] for s in range(5)])
+    e = Episode(target + other, target, clips, np.zeros((0, 1), np.float32), "x", 0, "w", [], [], ["x"])
+    est = pe.nmf_baseline(e)
+    assert bss_sdr(target, est) > bss_sdr(target, e.mixture) + 6
+
+
+def test_class_conditioned_baseline_skips_classes_it_was_not_trained_on(tiny_classcond_weights):
+    """Its table has rows for the unseen classes too, but untrained ones: those episodes are skipped,
+    never separated with a random vector."""
+    from mss_research.data.episodes import Episode
+
+    model = load_model(tiny_classcond_weights)
+    mix = tone(2.0, channels=1)[:, 0]
+
+    def episode(cls: str) -> Episode:
+        return Episode(mix, mix, np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), cls, 0, "w", [], [], [cls])
+
+    assert "viola" in model.config.class_names and "viola" not in pe.trained_classes(model)
+    assert pe.classcond(model, episode("viola")) is None
+    est = pe.classcond(model, episode("bass"))
+    assert est.shape == mix.shape and np.isfinite(est).all()
+
+
+def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_dataset, tiny_weights, capsys):
+    """--method runs only the named methods; --against pairs them with an earlier run's on the same
+    episodes (two weights files compared), and refuses a run whose episodes differ (after saving its
+    own results)."""
+    from conftest import build_tiny_weights
+
+    other = build_tiny_weights(tmp_path / "other.safetensors", seed=1)
+
+    def mss_eval(weights, out: str, *extra: str) -> int:
+        try:
+            main(
+                [
+                    "eval",
+                    "--data",
+                    str(tiny_dataset),
+                    "--weights",
+                    str(weights),
+                    "--episodes",
+                    "2",
+                    "--seed",
+                    "1",
+                    "--method",
+                    pe.FEWSHOT_5,
+                    "--method",
+                    pe.FEWSHOT_5_NEG,
+                    "-o",
+                    str(tmp_path / out),
+                    *extra,
+                ]
+            )
+        except SystemExit as exc:
+            return exc.code
+        return 0
+
+    assert mss_eval(tiny_weights, "a") == 0
+    first = report.load_cases(tmp_path / "a")
+    assert {c.method for c in first} == {pe.FEWSHOT_5, pe.FEWSHOT_5_NEG}
+    assert mss_eval(other, "b", "--against", str(tmp_path / "a")) == 0
+    md = (tmp_path / "b" / "evaluation.md").read_text()
+    assert "## By target class" in md and f"| group | class | episodes | {pe.FEWSHOT_5} | {pe.FEWSHOT_5_NEG} |" in md
+    label = str(tmp_path / "a")
+    second = report.load_cases(tmp_path / "b" / "evaluation.jsonl")
+    for group in {c.group for c in second}:
+        diffs = [b.sdri - a.sdri for a, b in zip(first, second) if a.group == group and a.method == pe.FEWSHOT_5]
+        assert (
+            f"{group}, {pe.FEWSHOT_5} (this run) vs {pe.FEWSHOT_5} ({label}), on all {len(diffs)} episodes:" in md
+            and f"paired difference {np.median(diffs):+.2f} dB (median)" in md
+        )
+    capsys.readouterr()
+    moved = [report.Case(**{**c.__dict__, "target_class": "nothing"}) for c in first]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "evaluation.jsonl").write_text("".join(json.dumps(c.__dict__) + "\n" for c in moved))
+    assert mss_eval(other, "d", "--against", str(tmp_path / "c")) == 2
+    err = capsys.readouterr().err
+    assert "its episodes are not this run's" in err and "results are saved" in err
+    # The run's own results are kept (they took the evaluation's minutes), without the comparison.
+    assert len(report.load_cases(tmp_path / "d")) == len(first)
+    assert "## Against" not in (tmp_path / "d" / "evaluation.md").read_text()
+    (tmp_path / "e.jsonl").write_text("not json\n")
+    assert mss_eval(other, "f", "--against", str(tmp_path / "e.jsonl")) == 2  # refused before the slow part
+    assert "not an evaluation.jsonl of mss eval" in capsys.readouterr().err
+    assert mss_eval(other, "g", "--method", "few-shot, 7 positives") == 2
+    assert "no method 'few-shot, 7 positives' here" in capsys.readouterr().err
+
+
+def test_group_episodes_skips_a_group_the_data_cannot_serve(tiny_dataset, monkeypatch):
+    notes: list[str] = []
+    monkeypatch.setitem(pe.GROUPS, "empty split", ("test", "all"))  # the tiny render has no test split
+    served = dict(pe.group_episodes(tiny_dataset, 2, 1, notes.append))
+    assert "empty split" not in served and any(n.startswith("skipping empty split:") for n in notes)
+    assert "seen" in served and all(len(eps) == 2 for eps in served.values())
+    assert len(served) + len(notes) == len(pe.GROUPS)
