@@ -202,7 +202,7 @@ def with_class(model, cond: Conditioning, baseline, name: str) -> Conditioning:
     """``--like`` (or ``--profile``) together with ``--class NAME``: the few-shot ``model``'s
     separation as ``cond`` asks, averaged mask by mask with the class-conditioned ``baseline``'s for
     NAME (one of its trained classes). The two models were trained apart and err apart: on
-    validation episodes the average beat either alone (the model card, "Averaging with the baseline")."""
+    validation episodes the average beat either alone (`experiments/average-with-baseline.md`)."""
     from mss_cli.model import check_same_transform
 
     check_same_transform(model, baseline)
@@ -266,7 +266,7 @@ def load_profile(path: str | Path, model) -> Conditioning:
             f"{path}: profile vector has shape {tuple(vector.shape)}, model needs ({model.config.cond_dim},)"
         )
     negatives = json.loads(meta["negatives"])
-    # Profiles saved before suppression existed hold no such vectors: their negatives steer only.
+    # A profile without this tensor (made without negatives, or by an older mss): its negatives steer only.
     unwanted = tensors.get(PROFILE_UNWANTED)
     if unwanted is not None and not (
         unwanted.ndim == 2 and 1 <= unwanted.shape[0] <= len(negatives) and unwanted.shape[1] == model.config.cond_dim

@@ -2,7 +2,7 @@
 
 The model's features are ``log(1 + |X|)``: linear in the magnitude for quiet sounds, logarithmic for
 loud ones. A mixture or example clip far louder or softer than the renders it trained on is a
-different input to it (the model card, "Input level": 0.2-0.35 dB lost 12-18 dB above the renders,
+different input to it (`experiments/input-level.md`: 0.2-0.35 dB lost 12-18 dB above the renders,
 1 dB lost 24 dB below them). Mastered music typically sits 10 dB or more above our renders, so
 every mixture and clip is scaled to the renders' typical level before the model sees it; the mask
 is applied to the audio as it came, so the output keeps the input's level.
@@ -78,7 +78,7 @@ def at_level(audio: np.ndarray, reference_dbfs: float | None, sample_rate: int) 
 
 
 def inputs_as_they_come(model):
-    """``model`` with no levels of its own: it sees tracks and clips as they come, as every model did
-    before session 15. The probes that measured it so (``tools/``) reproduce their figures with it."""
+    """``model`` with no levels of its own: it sees tracks and clips as they come. The probes whose
+    recorded figures were measured so (``mss_research.probes``) run models this way to reproduce them."""
     model.config.mixture_dbfs = model.config.clip_dbfs = None
     return model

@@ -36,14 +36,13 @@ class ModelConfig:
     embed_dim: int = 128
     cond_dim: int = 128
     time_kernel: int = 3  # U-Net kernels are 5 (frequency) x time_kernel: a short time context keeps chunks seamless
-    film: Literal["encoder", "bottleneck"] = (
-        "encoder"  # "encoder": FiLM on every encoder block (C-U-Net); "bottleneck": the last one only
-    )
+    # "encoder": FiLM on every encoder block (C-U-Net); "bottleneck": the last one only
+    film: Literal["encoder", "bottleneck"] = "encoder"
     dropout: float = 0.3  # in the first three decoder blocks, in training (Spleeter's and C-U-Net's value)
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
     # The gated levels (dBFS, ``mss_cli.level``) of the training episodes' mixtures and example clips
-    # (the medians of 300 training-split episodes of the data builder's renders; tools/probe_level.py
+    # (the medians of 300 training-split episodes of the data builder's renders; mss_research.probes.level
     # prints them). Inputs are shown to the network at these levels; None leaves them as they come.
     mixture_dbfs: float | None = -20.8
     clip_dbfs: float | None = -31.4
@@ -269,7 +268,7 @@ class ConditionedUNet(nn.Module):
         The model's own negative input only nudges the target's FiLM, and a mean over clips of
         several instruments blurs it (+0.1 dB measured). Separating each unwanted instrument in its
         own right and removing what it claims from the target's mask (``take_out``) uses the
-        negatives far more (the model card, "Suppressing the negatives")."""
+        negatives far more (`experiments/suppression.md`)."""
         return self.conditioning(negative[:, None], positive[None].expand(negative.shape[0], -1, -1))
 
     def class_conditioning(self, class_ids: Tensor) -> Tensor:
@@ -344,7 +343,7 @@ def take_out(mask: Tensor, unwanted: Tensor) -> Tensor:
     (p 0.25-2), 1 - unwanted/2, 1 - unwanted^2, a probabilistic OR over the negatives, a ratio mask
     and a minimum: p = 1 gains most SDR (+0.50 dB over 5 positives alone) but colours the target
     (SI-SDR -0.14 dB); the square root gains +0.44 dB, more often (208 of 300 episodes), with SI-SDR
-    level (+0.06 dB). The model card, "Suppressing the negatives"."""
+    level (+0.06 dB). (`experiments/suppression.md`)."""
     return mask * (1.0 - unwanted).clamp_min(0.0).sqrt()
 
 

@@ -105,8 +105,7 @@ def make_separator(
     ``partners``: (model, conditioning vector) pairs, other separators with the same transform
     (``conditioning.with_class``: the class-conditioned baseline); the target's mask is the mean of
     theirs and this model's (after its suppression: the partners get no negatives), a two-model
-    ensemble that averages out part of each model's errors (the model card, "Averaging with the
-    baseline")."""
+    ensemble that averages out part of each model's errors (`experiments/average-with-baseline.md`)."""
     import torch
 
     from mss_cli.device import autocast_dtype

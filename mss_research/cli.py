@@ -77,7 +77,7 @@ def data_demo(
 
 @app.command()
 def train(
-    data: Path = typer.Option(..., "--data", help="Dataset folder (mss data build)."),
+    data: Path = typer.Option(..., "--data", help="Dataset folder (mss-research data build)."),
     run: Path = typer.Option(
         ..., "--run-dir", help="Run folder: checkpoints, log.csv, curve.png (resumed if present)."
     ),

@@ -340,7 +340,7 @@ def validate(model: ConditionedUNet, episodes: list[Episode], use_negatives: boo
 def unseen_validation(cfg: TrainConfig, segment: int) -> list[Episode]:
     """Validation episodes whose targets are classes no model trains on: where a few-shot model's
     generalisation shows. Seen-class validation alone once hid a 1.2-dB loss there (distillation
-    onto the seen classes; the model card). Empty for a dataset without unseen-class stems."""
+    onto the seen classes; `experiments/distillation.md`). Empty for a dataset without unseen-class stems."""
     try:
         sampler = EpisodeSampler(cfg.data, "val", segment, 3 * SAMPLE_RATE, targets="unseen", seed=4321)
     except ValueError:
@@ -590,7 +590,7 @@ class EpisodeBatches(torch.utils.data.IterableDataset):
 def learning_rate(cfg: TrainConfig, step: int, start: int) -> float:
     """Constant ``lr``, or with ``lr_final`` a cosine from ``lr`` at ``start`` (where the schedule
     began: a fresh run's first step, or the step --init weights had) down to ``lr_final`` at
-    ``cfg.steps``. Every run here until this option kept a constant rate and plateaued."""
+    ``cfg.steps``. Runs at a constant rate plateau (experiments/example-contrast.md)."""
     if not cfg.lr_final:
         return cfg.lr
     done = min(1.0, max(0.0, (step - start) / max(1, cfg.steps - start)))

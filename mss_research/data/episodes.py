@@ -56,7 +56,7 @@ class EpisodeSampler:
     ) -> None:
         """``hide_unseen`` leaves the unseen classes' stems out of the mixtures too, so that training
         never hears them. Otherwise they are interferers: never a target, always to be removed, which
-        is what a separator then learns to do with them, whatever its examples ask for (the model card)."""
+        is what a separator then learns to do with them, whatever its examples ask for (`experiments/gpu-run.md`)."""
         self.root = Path(root)
         self.segment, self.example = segment, example
         self.max_positives, self.max_negatives = max_positives, max_negatives

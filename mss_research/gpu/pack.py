@@ -5,7 +5,7 @@ A lent GPU machine has none of our renderer (FluidSynth, soundfonts) and a call 
 about 29 kb/s, is ~1.8% of that (19 dB SNR; training then sees coded mono audio, which the model
 card weighs). Whole works go together (a mixture needs all its stems), validation works first.
 
-    python mss_research/gpu/pack.py DATA OUT [--jobs 2]    # resumable; prints the chunks made
+    python -m mss_research.gpu.pack DATA OUT [--jobs 2]    # resumable; prints the chunks made
 
 Chunks already made are kept (they may have been sent); a rerun packs the works encoded since.
 """

@@ -80,7 +80,7 @@ def nearest_centroids(data: str, classes: list[str], model) -> None:
 
 def main(data: str, classes: str, count: int = 40) -> None:
     torch.set_num_threads(2)
-    # As measured, before session 15's input levels.
+    # As recorded in experiments/per-class.md: inputs as they came.
     few, base = (inputs_as_they_come(load_model(w)) for w in (None, shipped_weights(BASELINE_WEIGHTS)))
     names = classes.split(",")
     paired_by_class(data, names, count, few, base)

@@ -39,7 +39,7 @@ def windows(signal: np.ndarray, length: int) -> torch.Tensor:
 
 def main(data: str, weights: str, count: int = 100) -> None:
     torch.set_num_threads(2)
-    model = inputs_as_they_come(load_model(weights))  # as measured, before session 15's input levels
+    model = inputs_as_they_come(load_model(weights))  # as recorded: inputs as they came
     length = int(WINDOW_SECONDS * model.config.sample_rate)
 
     def vector(*examples: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,7 @@ METHODS = {"5 positives": (5, 0, False), "5 positives + 5 suppressed negatives":
 
 def main(data: str, count: int = 100, seed: int = 11, weights: str | None = None) -> None:
     torch.set_num_threads(2)
-    model = inputs_as_they_come(load_model(weights))  # as measured, before session 15's input levels
+    model = inputs_as_they_come(load_model(weights))  # as recorded: inputs as they came
     cases: list[Case] = []
     seconds: dict[str, float] = {}
     for group, episodes in group_episodes(data, count, seed):
