@@ -182,9 +182,28 @@ def train(
         say(f"mss: weights written to {export_to}")
 
 
+@data_app.command("real")
+def data_real(
+    source: Path = typer.Argument(..., help="Folder of MUSDB18 .stem.mp4 previews (searched recursively)."),
+    out: Path = typer.Option(..., "--out", help="Dataset folder for the decoded stems."),
+    held_out: int = typer.Option(24, "--held-out", min=0, help="Songs kept for evaluation (the 'real' split)."),
+    all_held_out: bool = typer.Option(
+        False, "--all-held-out", help="Every song in the 'real' split (MUSDB18's test split: evaluation only)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Decode real multitrack stems (MUSDB18 previews) into a dataset: held-out songs for evaluation."""
+    from mss_research.data.realstems import import_musdb
+
+    print(json.dumps(import_musdb(source, out, None if all_held_out else held_out, seed)))
+
+
 @app.command("eval")
 def evaluate_command(
     data: Path = typer.Option(..., "--data", help="A rendered dataset (mss-research data build)."),
+    real: Path | None = typer.Option(
+        None, "--real", help="A real-stem dataset (mss-research data real): adds the real-recordings group."
+    ),
     out: Path = typer.Option(Path("docs"), "--out", "-o", help="Where evaluation.md, .jsonl and .png go."),
     episodes: int = typer.Option(30, "--episodes", min=1, help="Episodes per group (seen, unseen, unseen timbre)."),
     seed: int = typer.Option(7, "--seed"),
@@ -213,7 +232,7 @@ def evaluate_command(
     earlier = (str(against), report.load_cases(against)) if against else None
     model = load_model_for(weights, "cpu", threads)
     base = load_model_for(baseline or shipped_weights(BASELINE_WEIGHTS), "cpu")
-    cases = paper_eval.evaluate(data, model, base, episodes, seed, progress=say, methods=method or ())
+    cases = paper_eval.evaluate(data, model, base, episodes, seed, progress=say, methods=method or (), real=real)
     print(
         report.save(cases, out, recorded_command("mss-research"), earlier, paper_eval.COMPARISONS, paper_eval.SETTING)
     )

@@ -15,7 +15,7 @@ how two weights files compare.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +31,17 @@ from mss_cli.model import ModelConfig, Spectrogram
 from mss_cli.report import Case
 from mss_cli.separate import make_separator
 from mss_research.data.episodes import Episode, EpisodeSampler
+from mss_research.data.realstems import REAL_TARGETS
 
-GROUPS = {"seen": ("val", "seen"), "unseen": ("val", "unseen"), "unseen timbre": ("timbre", "all")}
+REAL = "real recordings"
+# group -> (split, target classes); the real group's episodes come from a real-stem dataset
+# (``mss-research data real``: held-out songs, examples from other songs), the others' from the renders.
+GROUPS = {
+    "seen": ("val", "seen"),
+    "unseen": ("val", "unseen"),
+    "unseen timbre": ("timbre", "all"),
+    REAL: ("real", REAL_TARGETS),
+}
 SEGMENT_SECONDS = 6.0
 EXAMPLE_SECONDS = 3.0
 BASELINE = "class-conditioned baseline"
@@ -174,13 +183,19 @@ def episodes_for(root: str | Path, group: str, count: int, seed: int) -> list[Ep
     return [sampler.sample(positives=10, negatives=5) for _ in range(count)]
 
 
-def group_episodes(root: str | Path, count: int, seed: int, progress=print) -> Iterator[tuple[str, list[Episode]]]:
-    """Each group's fixed episodes (``episodes_for``), skipping with a note a group the data has no
-    usable stems for (a small or custom render may lack a split), so one missing group does not end
-    a run that has the others."""
+def group_episodes(
+    root: str | Path, count: int, seed: int, progress: Callable[[str], None] = print, real: str | Path | None = None
+) -> Iterator[tuple[str, list[Episode]]]:
+    """Each group's fixed episodes (``episodes_for``): the synthetic groups from ``root``, the real
+    recordings from ``real``. A group the data has no usable stems for (a small or custom render may
+    lack a split; no ``real`` dataset given) is skipped with a note, so one missing group does not
+    end a run that has the others."""
     for group in GROUPS:
+        if group == REAL and real is None:
+            progress(f"skipping {group}: no real-stem dataset given (--real)")
+            continue
         try:
-            episodes = episodes_for(root, group, count, seed)
+            episodes = episodes_for(real if group == REAL else root, group, count, seed)
         except ValueError as exc:
             progress(f"skipping {group}: {exc}")
             continue
@@ -193,11 +208,13 @@ def evaluate(
     baseline=None,
     episodes: int = 30,
     seed: int = 7,
-    progress=print,
+    progress: Callable[[str], None] = print,
     methods: Sequence[str] = (),
+    real: str | Path | None = None,
 ) -> list[Case]:
-    """Run every method (or those named in ``methods``) on fixed episodes of each group
-    (deterministic for a seed: a later run with other weights sees the same episodes)."""
+    """Run every method (or those named in ``methods``) on fixed episodes of each group, the real
+    recordings' from the ``real`` dataset if given (deterministic for a seed: a later run with
+    other weights sees the same episodes)."""
     every = {
         "mixture (floor)": lambda e: e.mixture,
         "oracle IRM (ceiling)": oracle_irm,
@@ -218,7 +235,7 @@ def evaluate(
         raise UsageError(f"no method {unknown[0]!r} here; the methods are: {'; '.join(every)}")
     chosen = {m: every[m] for m in methods} if methods else every
     cases: list[Case] = []
-    for group, eps in group_episodes(root, episodes, seed, progress):
+    for group, eps in group_episodes(root, episodes, seed, progress, real):
         started = time.time()
         for index, e in enumerate(eps):
             floor = bss_sdr(e.target, e.mixture)

@@ -50,13 +50,16 @@ class EpisodeSampler:
         example: int,
         max_positives: int = 5,
         max_negatives: int = 5,
-        targets: str = "seen",
+        targets: str | tuple[str, ...] = "seen",
         seed: int = 0,
         hide_unseen: bool = False,
     ) -> None:
         """``hide_unseen`` leaves the unseen classes' stems out of the mixtures too, so that training
         never hears them. Otherwise they are interferers: never a target, always to be removed, which
-        is what a separator then learns to do with them, whatever its examples ask for (`experiments/gpu-run.md`)."""
+        is what a separator then learns to do with them, whatever its examples ask for (`experiments/gpu-run.md`).
+
+        ``targets``: "seen", "unseen" or "all" of the taxonomy's classes, or the class names
+        themselves (real stems: drums, bass, vocals; classes outside the taxonomy get class id -1)."""
         self.root = Path(root)
         self.segment, self.example = segment, example
         self.max_positives, self.max_negatives = max_positives, max_negatives
@@ -71,6 +74,8 @@ class EpisodeSampler:
             else self.taxonomy.unseen
             if targets == "unseen"
             else [c.name for c in self.taxonomy.classes]
+            if targets == "all"
+            else targets
         )
         self.works: dict[str, list[dict]] = defaultdict(list)
         for r in rows:
@@ -87,6 +92,10 @@ class EpisodeSampler:
         if not self.targets:
             raise ValueError(f"no usable target stems in split {split!r} of {root}")
         self._cache: dict[str, np.ndarray] = {}
+
+    def class_id(self, name: str) -> int:
+        """The taxonomy's id of a class (the class-conditioned model's row), -1 for one it lacks."""
+        return self.taxonomy.index(name) if name in {c.name for c in self.taxonomy.classes} else -1
 
     def _other_works(self, cls: str, work: str) -> list[dict]:
         return [r for r in self.by_class.get(cls, []) if r["work"] != work]
@@ -177,7 +186,7 @@ class EpisodeSampler:
                 positives=np.stack(pos),
                 negatives=np.stack(neg) if neg else empty,
                 target_class=target_row["class"],
-                class_id=self.taxonomy.index(target_row["class"]),
+                class_id=self.class_id(target_row["class"]),
                 work=work,
                 positive_works=pos_works,
                 negative_classes=used,
