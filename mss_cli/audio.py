@@ -54,8 +54,13 @@ class AudioInfo:
 
 
 def ffmpeg_binary() -> str | None:
-    """ffmpeg as pydub finds it (PATH, or pydub's configured converter)."""
-    from pydub.utils import which
+    """ffmpeg as pydub finds it (PATH, or pydub's configured converter). pydub warns on import when
+    ffmpeg is missing; mss says so itself, in one line, where a file needs it."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        from pydub.utils import which
 
     return which("ffmpeg")
 

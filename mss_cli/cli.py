@@ -29,7 +29,14 @@ if TYPE_CHECKING:
     from mss_cli.model import ConditionedUNet
     from mss_cli.separate import Outputs, SeparationOptions
 
-app = typer.Typer(name="mss", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(
+    name="mss",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,
+)
 
 
 def print_version(value: bool) -> None:
@@ -49,7 +56,7 @@ def options(
 
 
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-EXAMPLE_OPTIONS = ("--like", "--not")
+EXAMPLE_OPTIONS = ("--like", "--not", "-l", "-n")
 
 
 class Plan(NamedTuple):
@@ -236,6 +243,8 @@ def separate(
         raise UsageError("-o - writes one stream: give exactly one input")
     if to_stdout and fmt != Format.wav:
         raise UsageError("-o - writes WAV only")
+    if to_stdout and sys.stdout.isatty():
+        raise UsageError("-o - writes WAV data to stdout, which is a terminal: redirect it to a file or a pipe")
     if files.count(STDIN) > 1:
         raise UsageError("- (stdin) can be given only once")
     check_template(filename)
@@ -426,16 +435,20 @@ def embed(
 
 @app.command()
 def profiles(as_json: bool = typer.Option(False, "--json", help="One JSON object per profile.")) -> None:
-    """List the profiles stored in the user data folder."""
+    """List the profiles stored in the user data folder (a corrupt one is reported, and the exit code is 1)."""
     from mss_cli.conditioning import profile_metadata
 
     folder = profiles_dir()
     found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    corrupt = 0
+    if found and not as_json:
+        print("NAME\tMODEL\tCREATED\tCLIPS (+like/-not)")
     for path in found:
         try:
             meta = profile_metadata(path)
         except MssError as exc:
             error(str(exc))
+            corrupt += 1
             continue
         row = {
             "name": path.stem,
@@ -453,6 +466,8 @@ def profiles(as_json: bool = typer.Option(False, "--json", help="One JSON object
             )
     if not found and not as_json:
         say(f"mss: no profiles in {folder}")
+    if corrupt:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -481,14 +496,14 @@ def info(
         "sha256": checksum(path),
         "model_id": model.model_id,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "config": model.config.to_dict(),
+        "config": {k: v for k, v in model.config.to_dict().items() if k != "class_names"},
         "training": {k: json.loads(v) for k, v in meta.items() if k in ("steps", "train_hours", "batch", "seed")},
         "profiles": str(profiles_dir()),
     }
     if model.config.kind == "classcond":
         from mss_cli.conditioning import trained_classes
 
-        details["classes"] = trained_classes(model)  # what --class accepts
+        details["classes"] = trained_classes(model)  # what --class accepts (its table has untrained rows too)
     if as_json:
         print(json.dumps(details))
         return
@@ -533,7 +548,7 @@ def split_example_lists(argv: list[str]) -> list[str]:
         if word == "--":
             current = None
             out.append(word)
-        elif word in EXAMPLE_OPTIONS or word in ("-l", "-n"):
+        elif word in EXAMPLE_OPTIONS:
             current = word
         elif current and (not word.startswith("-") or word == "-"):
             out += [current, word]
@@ -562,6 +577,10 @@ def run_app(typer_app: typer.Typer, prog: str, args: list[str]) -> None:
         elif message.strip():  # (an empty one is 'no arguments', whose help is printed already)
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            if message.startswith("Missing argument 'INPUT") and any(a in EXAMPLE_OPTIONS for a in args):
+                hint = (
+                    " (--like and --not take every word up to the next option: put INPUT before them, or last after --)"
+                )
             error(message + hint)
         sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:

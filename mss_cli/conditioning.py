@@ -30,6 +30,9 @@ WINDOW_SECONDS = 3.0
 MIN_SECONDS = 1.0
 SILENCE_PEAK = 1e-4
 PROFILE_FORMAT = "mss-profile-1"
+# A bound far above any conditioning value the models produce (ReLU outputs of a few units): a
+# profile holding more was corrupted, and would make every output sample NaN.
+MAX_CONDITIONING = 1e4
 # The profile tensor holding ``Conditioning.unwanted`` (its name in the file format).
 PROFILE_UNWANTED = "suppress"
 
@@ -176,6 +179,20 @@ def trained_classes(model) -> list[str]:
     return [c for c in load_taxonomy().seen if c in model.config.class_names]
 
 
+def resolve_class(name: str, trained: list[str]) -> str:
+    """``name`` as one of ``trained``, ignoring case and '-' or ' ' for '_' (``Electric Guitar``);
+    otherwise a usage error that suggests the nearest class."""
+    import difflib
+
+    by_key = {c.lower(): c for c in trained}
+    key = "_".join(name.strip().lower().replace("-", " ").split())
+    if key in by_key:
+        return by_key[key]
+    close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
+    hint = f"did you mean {by_key[close[0]]}? " if close else ""
+    raise UsageError(f"--class {name}: not a class this model was trained on ({hint}one of: {', '.join(trained)})")
+
+
 def class_vector(model, name: str) -> torch.Tensor:
     """The learned conditioning vector (cond_dim,) of one of a class-conditioned model's trained classes."""
     import torch
@@ -185,9 +202,7 @@ def class_vector(model, name: str) -> torch.Tensor:
             "--class needs a class-conditioned model (the default is mss-classcond.safetensors); "
             "this one takes example clips (--like)"
         )
-    trained = trained_classes(model)
-    if name not in trained:
-        raise UsageError(f"--class {name}: not a class this model was trained on (one of: {', '.join(trained)})")
+    name = resolve_class(name, trained_classes(model))
     with torch.inference_mode():
         index = torch.tensor([model.config.class_names.index(name)], device=model.device)
         return model.class_conditioning(index)[0].cpu()
@@ -240,6 +255,15 @@ def profile_metadata(path: str | Path) -> dict[str, str]:
         raise UsageError(str(exc).replace("weights", "profile")) from None
     if meta.get("format") != PROFILE_FORMAT:
         raise UsageError(f"{path}: not an mss profile")
+    if not meta.get("model_id"):
+        raise UsageError(f"{path}: corrupt profile (no model id)")
+    for key in ("positives", "negatives"):
+        try:
+            clips = json.loads(meta.get(key, "[]"))
+        except ValueError:
+            clips = None
+        if not (isinstance(clips, list) and all(isinstance(c, str) for c in clips)):
+            raise UsageError(f"{path}: corrupt profile ({key} is not a list of file names)")
     return meta
 
 
@@ -265,7 +289,9 @@ def load_profile(path: str | Path, model) -> Conditioning:
         raise UsageError(
             f"{path}: profile vector has shape {tuple(vector.shape)}, model needs ({model.config.cond_dim},)"
         )
-    negatives = json.loads(meta["negatives"])
+    if not all(bool(t.isfinite().all()) and float(t.abs().max()) < MAX_CONDITIONING for t in tensors.values()):
+        raise UsageError(f"{path}: corrupt profile (values that are not finite or far outside any embedding)")
+    negatives = json.loads(meta.get("negatives", "[]"))
     # A profile without this tensor (made without negatives, or by an older mss): its negatives steer only.
     unwanted = tensors.get(PROFILE_UNWANTED)
     if unwanted is not None and not (
@@ -275,4 +301,4 @@ def load_profile(path: str | Path, model) -> Conditioning:
             f"{path}: profile suppression vectors have shape {tuple(unwanted.shape)}, expected "
             f"(1 to {len(negatives)}, {model.config.cond_dim})"
         )
-    return Conditioning(vector, meta["model_id"], json.loads(meta["positives"]), negatives, unwanted)
+    return Conditioning(vector, meta["model_id"], json.loads(meta.get("positives", "[]")), negatives, unwanted)

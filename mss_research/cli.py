@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from mss_cli.cli import load_model_for, recorded_command, run_app, say
+from mss_cli.cli import HELP_OPTIONS, load_model_for, recorded_command, run_app, say
 from mss_cli.errors import UsageError
 from mss_cli.extras import require
 from mss_cli.files import refuse_to_replace
@@ -24,6 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     help="mss's research tools: training data, training, the paper's evaluation.",
+    context_settings=HELP_OPTIONS,
 )
 data_app = typer.Typer(no_args_is_help=True, help="Training data: render multitrack stems with FluidSynth.")
 app.add_typer(data_app, name="data")
