@@ -39,6 +39,13 @@ FORMATS: dict[str, tuple[str, str, dict[str, str] | None]] = {
 BLOCK = 65536
 # The sample rate mss's models and training data work at (tracks at other rates are resampled).
 SAMPLE_RATE = 44100
+# What a file's header may claim: beyond these, a header is corrupt or hostile (resampling 1 Hz to
+# 44.1 kHz, or 1,000 channels of buffers, would exhaust memory).
+MIN_RATE, MAX_RATE = 1000, 768_000
+MAX_CHANNELS = 64
+# Float samples beyond this (80 dB over full scale) are not audio; squared in float32 for the level,
+# values near 1e20 overflow and would turn every output sample into NaN.
+MAX_SAMPLE = 1e4
 
 
 @dataclass(frozen=True)
@@ -84,9 +91,18 @@ class AudioReader:
         except (sf.LibsndfileError, RuntimeError, TypeError):
             self._file = self._via_ffmpeg(path)
         self.info = AudioInfo(self._file.samplerate, self._file.channels, self._file.frames, self._file.subtype)
-        if self.info.frames == 0:
+        problem = (
+            "empty audio (0 samples)"
+            if self.info.frames == 0
+            else f"sample rate {self.info.sample_rate} Hz (mss takes {MIN_RATE} to {MAX_RATE} Hz)"
+            if not MIN_RATE <= self.info.sample_rate <= MAX_RATE
+            else f"{self.info.channels} channels (mss takes at most {MAX_CHANNELS})"
+            if self.info.channels > MAX_CHANNELS
+            else None
+        )
+        if problem:  # checked before any work: a header's absurd rate or width would size the buffers
             self.close()
-            raise MssError(f"{self.source}: empty audio (0 samples)")
+            raise MssError(f"{self.source}: {problem}")
 
     def _via_ffmpeg(self, path: Path) -> sf.SoundFile:
         """Decode a container soundfile cannot read into a temporary float WAV (bounded memory)."""
@@ -136,8 +152,11 @@ class AudioReader:
             data = self._file.read(size, dtype="float32", always_2d=True)
             if data.shape[0] == 0:
                 return
-            if not np.isfinite(data).all():  # one NaN would spread over a whole chunk's output
-                raise MssError(f"{self.source}: contains NaN or infinite samples (not valid audio)")
+            peak = float(np.abs(data).max())
+            if not peak <= MAX_SAMPLE:  # NaN included: one would spread over a whole chunk's output
+                raise MssError(
+                    f"{self.source}: contains NaN, infinite or absurd samples (peak {peak:.3g}; not valid audio)"
+                )
             yield data
 
     def _cleanup(self) -> None:

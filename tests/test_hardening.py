@@ -117,3 +117,45 @@ def test_no_pydub_warning_without_ffmpeg(tmp_path):
     env = {**os.environ, "PATH": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "None" and proc.stderr == ""
+
+
+def with_rate_in_header(path, rate: int) -> None:
+    """Rewrite a PCM WAV's header to claim ``rate`` (the sample rate and byte rate fields)."""
+    data = bytearray(path.read_bytes())
+    block_align = int.from_bytes(data[32:34], "little")
+    data[24:28] = rate.to_bytes(4, "little")
+    data[28:32] = (rate * block_align).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+def test_absurd_headers_are_refused_before_any_work(capsys, workdir, tiny_weights):
+    import soundfile as sf
+    from conftest import tone
+
+    weights = ["--weights", str(tiny_weights), "--quiet"]
+    sf.write("rate1.wav", tone(2.0), 44100, subtype="PCM_16")
+    with_rate_in_header(workdir / "rate1.wav", 1)
+    sf.write("wide.wav", tone(0.5, channels=100), 44100, subtype="PCM_16")
+    code, _, err = run(
+        capsys, "separate", "rate1.wav", "wide.wav", "song.wav", "--like", "like_1.wav", "-o", "o", *weights
+    )
+    assert code == 1 and "rate1.wav: sample rate 1 Hz (mss takes 1000 to 768000 Hz)" in err
+    assert "wide.wav: 100 channels (mss takes at most 64)" in err
+    assert sorted(p.name for p in (workdir / "o").rglob("*")) == ["residual.wav", "song", "target.wav"]
+    code, _, err = run(capsys, "separate", "song.wav", "--like", "rate1.wav", "-o", "p", *weights)
+    assert code == 2 and "sample rate 1 Hz" in one_error_line(err)
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1e20, 3e38])
+def test_huge_or_non_finite_samples_are_refused_not_turned_into_nan(capsys, workdir, tiny_weights, value):
+    import soundfile as sf
+    from conftest import tone
+
+    audio = tone(3.0)
+    audio[44100, 0] = value
+    sf.write("bad.wav", audio, 44100, subtype="FLOAT")
+    code, _, err = run(
+        capsys, "separate", "bad.wav", "--like", "like_1.wav", "-o", "o", "--weights", str(tiny_weights), "--quiet"
+    )
+    assert code == 1 and "contains NaN, infinite or absurd samples" in one_error_line(err)
+    assert not list(workdir.glob("o/**/*.wav"))  # no stem, partial or whole, was written
