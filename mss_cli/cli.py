@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import typer
 
-from mss_cli import __version__
+from mss_cli import __version__, signals
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import refuse_to_replace
 
@@ -359,22 +360,26 @@ def run_all(
     progress = make_progress(enabled=not quiet and sys.stderr.isatty(), total_files=len(plans))
 
     def one(plan: Plan) -> None:
+        signals.check()  # files still queued when a signal came are not started
         source, outputs, problem = plan
         if problem:
             error(problem)
             failures.append(problem)
             return
         task = progress.file_task(source)
+
+        def advance() -> None:
+            signals.check()  # a worker thread stops at its next chunk once a signal stopped the run
+            task.advance()
+
         try:
             if source == STDIN:
                 with spooled_stdin() as tmp:
                     written = separate_file(
-                        model, cond, tmp, outputs, options, label="-", on_chunk=task.advance, on_start=task.start
+                        model, cond, tmp, outputs, options, label="-", on_chunk=advance, on_start=task.start
                     )
             else:
-                written = separate_file(
-                    model, cond, source, outputs, options, on_chunk=task.advance, on_start=task.start
-                )
+                written = separate_file(model, cond, source, outputs, options, on_chunk=advance, on_start=task.start)
         except MssError as exc:
             error(str(exc))
             failures.append(str(exc))
@@ -565,8 +570,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def run_app(typer_app: typer.Typer, prog: str, args: list[str]) -> None:
     """Run a command line of ``typer_app``: one-line errors and the documented exit codes, whatever goes wrong."""
+    signals.install()
     try:
         code = typer_app(args=args, prog_name=prog, standalone_mode=False)
+    except signals.Interrupted as exc:
+        error("terminated" if exc.signum == signal.SIGTERM else "interrupted")
+        sys.exit(exc.exit_code)
     except MssError as exc:
         error(str(exc))
         sys.exit(exc.exit_code)

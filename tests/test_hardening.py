@@ -159,3 +159,35 @@ def test_huge_or_non_finite_samples_are_refused_not_turned_into_nan(capsys, work
     )
     assert code == 1 and "contains NaN, infinite or absurd samples" in one_error_line(err)
     assert not list(workdir.glob("o/**/*.wav"))  # no stem, partial or whole, was written
+
+
+@pytest.mark.parametrize("signals_sent, jobs, code", [(["SIGTERM"], 1, 143), (["SIGINT", "SIGINT"], 2, 130)])
+def test_a_signal_stops_the_run_and_leaves_no_partial_file(workdir, tiny_weights, signals_sent, jobs, code):
+    """SIGTERM (kill, timeout, SLURM) and Ctrl-C, twice with --jobs: files in flight are abandoned at
+    their next chunk, their temporary outputs removed, and the exit code says which signal."""
+    import signal
+    import time
+
+    import soundfile as sf
+    from conftest import tone
+
+    for name in ("long1.wav", "long2.wav"):
+        sf.write(name, tone(240.0, rate=8000, channels=1), 8000, subtype="PCM_16")
+    args = ["long1.wav", "long2.wav", "--like", "like_1.wav", "-o", "out", "--chunk", "1", "--jobs", str(jobs)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mss_cli", "separate", *args, "--weights", str(tiny_weights), "--quiet"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not list(workdir.glob("out/**/.*partial*")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before any output was started"
+    for name in signals_sent:
+        proc.send_signal(getattr(signal, name))
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"mss: error: {'terminated' if code == 143 else 'interrupted'}", err
+    assert "Traceback" not in err
+    assert not [p for p in workdir.glob("out/**/*") if p.is_file()]  # no stem, partial or whole
