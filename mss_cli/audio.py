@@ -46,6 +46,7 @@ MAX_CHANNELS = 64
 # Float samples beyond this (80 dB over full scale) are not audio; squared in float32 for the level,
 # values near 1e20 overflow and would turn every output sample into NaN.
 MAX_SAMPLE = 1e4
+MP3_MAX_RATE = 48_000
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,26 @@ class AudioReader:
             raise MssError(f"{self.source}: cannot decode audio (no audio stream)") from None
 
     def blocks(self, size: int = BLOCK) -> Iterator[np.ndarray]:
-        self._file.seek(0)
+        """The whole file from its start, checked: a decoder failure, or a stream that ends before
+        the length its header gives (a truncated file), is an error naming the cause."""
+        read = 0
+        try:
+            self._file.seek(0)
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise MssError(f"{self.source}: cannot decode audio ({exc})") from None
         while True:
-            data = self._file.read(size, dtype="float32", always_2d=True)
+            try:
+                data = self._file.read(size, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
+                raise MssError(f"{self.source}: cannot decode audio ({exc})") from None
             if data.shape[0] == 0:
+                if read < self.info.frames:
+                    raise MssError(
+                        f"{self.source}: cannot decode audio (the stream ends after {read} of "
+                        f"{self.info.frames} samples: a truncated or damaged file)"
+                    )
                 return
+            read += data.shape[0]
             peak = float(np.abs(data).max())
             if not peak <= MAX_SAMPLE:  # NaN included: one would spread over a whole chunk's output
                 raise MssError(
@@ -241,8 +257,15 @@ class AtomicWriter:
         self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str | None, overwrite: bool
     ) -> None:
         self.path = path
+        self.overwrite = overwrite
+        self.created = False  # set by a commit that made a new file under the final name
         if not overwrite:
             refuse_to_replace(path, "output")
+        if fmt == "mp3" and sample_rate > MP3_MAX_RATE:
+            raise MssError(
+                f"{path}: MP3 takes sample rates up to {MP3_MAX_RATE} Hz, the input has {sample_rate} Hz "
+                "(use --format flac or wav)"
+            )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -265,6 +288,8 @@ class AtomicWriter:
 
     def write(self, block: np.ndarray) -> None:
         peak = float(np.abs(block).max()) if block.size else 0.0
+        if not np.isfinite(peak):  # never write a stem of NaN: whatever caused it, it is not audio
+            raise MssError(f"{self.path}: the separation produced non-finite samples (nothing written)")
         self.peak = max(self.peak, peak)
         if not self._float and peak > 1.0:
             self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
@@ -272,13 +297,31 @@ class AtomicWriter:
         self._file.write(block)
 
     def commit(self) -> None:
+        """Rename the finished file into place. Without ``overwrite`` the name is taken exclusively
+        (a hard link fails if it exists), so two runs into one folder cannot replace each other's
+        stems between the existence check and the rename."""
         self._file.close()
-        os.replace(self.tmp, self.path)
+        if self.overwrite:
+            os.replace(self.tmp, self.path)
+            return
+        try:
+            os.link(self.tmp, self.path)
+        except FileExistsError:
+            self.abort()
+            refuse_to_replace(self.path, "output")
+        except OSError:  # a file system without hard links: the check in __init__ is all there is
+            os.replace(self.tmp, self.path)
+        self.created = True
+        self.tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
+        """Remove the temporary file; after a ``commit`` that created a new file, that file too."""
         if not self._file.closed:
             self._file.close()
         self.tmp.unlink(missing_ok=True)
+        if self.created:
+            self.path.unlink(missing_ok=True)
+            self.created = False
 
 
 class WavStreamWriter:

@@ -86,8 +86,13 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (a file name may hold a newline or an escape code)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def error(message: str) -> None:
-    say(f"mss: error: {message}")
+    say(f"mss: error: {one_line(message)}")
 
 
 def profiles_dir() -> Path:
@@ -224,6 +229,9 @@ def separate(
         None, "--shard", metavar="I/N", help="Process only the I-th of N slices of the sorted inputs."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    skip_existing: bool = typer.Option(
+        False, "--skip-existing", help="Skip inputs whose outputs all exist (to resume an interrupted batch)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or summary on stderr (errors still)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per written file on stdout."),
     weights: Path | None = typer.Option(
@@ -238,16 +246,16 @@ def separate(
     """Separate the instrument shown by --like from each INPUT (and write the rest as the residual)."""
     from mss_cli.inputs import STDIN, Naming, check_template, expand_inputs, parse_shard, shard
 
-    files = shard(expand_inputs(inputs), parse_shard(shard_spec))
     to_stdout = out == "-"
+    files = shard(expand_inputs(inputs, skip=None if to_stdout else Path(out)), parse_shard(shard_spec))
     if to_stdout and len(files) != 1:
         raise UsageError("-o - writes one stream: give exactly one input")
     if to_stdout and fmt != Format.wav:
         raise UsageError("-o - writes WAV only")
     if to_stdout and sys.stdout.isatty():
         raise UsageError("-o - writes WAV data to stdout, which is a terminal: redirect it to a file or a pipe")
-    if files.count(STDIN) > 1:
-        raise UsageError("- (stdin) can be given only once")
+    if skip_existing and overwrite:
+        raise UsageError("--skip-existing and --overwrite contradict each other: choose one")
     check_template(filename)
     from mss_cli.audio import FORMATS, resolve_subtype
     from mss_cli.device import check_precision
@@ -314,12 +322,25 @@ def separate(
     naming = Naming(Path(out), filename, FORMATS[fmt.value][1])
     plans: list[Plan] = []
     claimed: dict[Path, str] = {}
+    sources = {Path(f).resolve(): f for f in files if f != STDIN}
+    skipped = 0
     for f in files:
         if to_stdout:
             plans.append(Plan(f, Outputs({"target": Stem(target_name, "-")})))
             continue
         roles = {"target": target_name} if no_residual else {"target": target_name, "residual": residual_name}
-        paths = {role: Stem(stem, naming.path(f, stem)) for role, stem in roles.items()}
+        try:
+            paths = {role: Stem(stem, naming.path(f, stem)) for role, stem in roles.items()}
+        except MssError as exc:
+            plans.append(Plan(f, None, str(exc)))
+            continue
+        replaced = next((sources[p.resolve()] for _, p in paths.values() if p.resolve() in sources), None)
+        if replaced:
+            plans.append(Plan(f, None, f"{f}: its output would replace the input {replaced} (change --filename or -o)"))
+            continue
+        if skip_existing and all(p.exists() for _, p in paths.values()):
+            skipped += 1
+            continue
         clash = next((claimed[p.resolve()] for _, p in paths.values() if p.resolve() in claimed), None)
         if clash:
             problem = f"{f}: its output name collides with that of {clash} (add {{parent}} to --filename)"
@@ -332,12 +353,13 @@ def separate(
     failures = run_all(model, cond, plans, options, jobs, quiet, as_json)
     if not quiet and not as_json:
         done = len(plans) - len(failures)
-        say(f"mss: {done} of {len(plans)} file(s) separated in {time.time() - started:.1f} s")
+        note = f" ({skipped} skipped: their outputs exist)" if skipped else ""
+        say(f"mss: {done} of {len(plans)} file(s) separated in {time.time() - started:.1f} s{note}")
     if failures:
         if len(plans) > 1:  # a batch's failures, gathered after the progress output (one input's error stands alone)
             say(f"mss: {len(failures)} input(s) failed:")
             for message in failures:
-                say(f"  {message}")
+                say(f"  {one_line(message)}")
         raise typer.Exit(1)
 
 

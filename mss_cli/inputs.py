@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mss_cli.audio import is_audio_file
-from mss_cli.errors import UsageError
+from mss_cli.errors import MssError, UsageError
 
 STDIN = "-"
 TEMPLATE_FIELDS = {"track", "stem", "ext", "parent"}
@@ -34,12 +34,26 @@ def expand_examples(patterns: list[str], option: str) -> list[str]:
     return files
 
 
-def expand_inputs(items: list[str]) -> list[str]:
+def expand_inputs(items: list[str], skip: Path | None = None) -> list[str]:
     """INPUT arguments -> sorted, de-duplicated files ('-' is stdin, kept where it stands).
 
-    Folders are searched recursively for audio files; a missing path is kept so that it fails as
+    Folders are searched recursively for audio files, leaving out hidden files (an interrupted
+    writer's temporaries) and the folder ``skip`` (the run's own output folder, so a second run in
+    a folder does not separate the first one's stems); a missing path is kept so that it fails as
     that input (exit 1) while the others are still processed.
     """
+    if items.count(STDIN) > 1:
+        raise UsageError("- (stdin) can be given only once")
+    skip = skip.resolve() if skip is not None else None
+
+    def wanted(p: Path) -> bool:
+        return (
+            p.is_file()
+            and is_audio_file(p)
+            and not p.name.startswith(".")
+            and not (skip is not None and p.resolve().is_relative_to(skip))
+        )
+
     out: list[str] = []
     for item in items:
         if item == STDIN:
@@ -48,9 +62,9 @@ def expand_inputs(items: list[str]) -> list[str]:
             matches = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file() or Path(p).is_dir())
             if not matches:
                 raise UsageError(f"{item}: no file matches")
-            out += expand_inputs(matches)
+            out += expand_inputs(matches, skip)
         elif Path(item).is_dir():
-            out += sorted(str(p) for p in Path(item).rglob("*") if p.is_file() and is_audio_file(p))
+            out += sorted(str(p) for p in Path(item).rglob("*") if wanted(p))
         else:
             out.append(item)
     seen: set[str] = set()
@@ -82,10 +96,14 @@ def shard(items: list[str], spec: tuple[int, int] | None) -> list[str]:
 
 
 def check_template(template: str) -> None:
+    """A --filename template: only the known fields, bare (no conversion or format spec), {stem} in it."""
     try:
-        names = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         raise UsageError(f"--filename {template}: {exc}") from None
+    names = {f for f, _, _ in fields}
+    if any(spec or conv for _, spec, conv in fields):
+        raise UsageError(f"--filename {template}: fields take no format spec or conversion (write {{stem}})")
     unknown = names - TEMPLATE_FIELDS
     if unknown:
         raise UsageError(
@@ -103,7 +121,17 @@ class Naming:
     ext: str
 
     def path(self, source: str, stem: str) -> Path:
+        """Where ``source``'s ``stem`` goes; an error for the file if that would be outside ``out_dir``
+        (a file named ``...wav`` has the track name ``..``; a template may hold ``../``)."""
         src = Path("stdin" if source == STDIN else source)
-        track = src.stem
-        parent = src.resolve().parent.name if source != STDIN else "stdin"
-        return self.out_dir / self.template.format(track=track, stem=stem, ext=self.ext, parent=parent)
+        track = safe_name(src.stem)
+        parent = safe_name(src.resolve().parent.name) if source != STDIN else "stdin"
+        path = self.out_dir / self.template.format(track=track, stem=stem, ext=self.ext, parent=parent)
+        if not path.resolve().is_relative_to(self.out_dir.resolve()):
+            raise MssError(f"{source}: its output {path} would be outside the output folder {self.out_dir}")
+        return path
+
+
+def safe_name(name: str) -> str:
+    """A file name as a path component: '.', '..' and '' (no name) become '_'."""
+    return "_" if name in ("", ".", "..") else name

@@ -243,7 +243,7 @@ def separate_file(
                 writer.commit()
         except BaseException:
             for _, writer in writers.values():
-                writer.abort()
+                writer.abort()  # a stem already committed is taken back: the stems of a run go together
             raise
     seconds = time.time() - started
     device = str(model.device)

@@ -191,3 +191,117 @@ def test_a_signal_stops_the_run_and_leaves_no_partial_file(workdir, tiny_weights
     assert err.strip().splitlines()[-1] == f"mss: error: {'terminated' if code == 143 else 'interrupted'}", err
     assert "Traceback" not in err
     assert not [p for p in workdir.glob("out/**/*") if p.is_file()]  # no stem, partial or whole
+
+
+def test_bad_filename_templates_and_stdin_twice_are_usage_errors(capsys, workdir, tiny_weights):
+    weights = ["--weights", str(tiny_weights), "--quiet"]
+    for template, message in [("{stem:d}", "no format spec"), ("{stem!r}", "no format spec"), ("{}", "unknown field")]:
+        code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "--filename", template, *weights)
+        assert code == 2 and message in one_error_line(err)
+    code, _, err = run(capsys, "separate", "-", "-", "--like", "like_1.wav", *weights)
+    assert code == 2 and "only once" in one_error_line(err)
+
+
+def test_outputs_stay_inside_o_and_never_replace_an_input(capsys, workdir, tiny_weights):
+    import shutil
+
+    weights = ["--weights", str(tiny_weights), "--quiet"]
+    (workdir / "in").mkdir()
+    shutil.copy("song.wav", workdir / "in" / "...wav")  # its track name is '..'
+    code, _, err = run(capsys, "separate", "in/...wav", "--like", "like_1.wav", "-o", "out", *weights)
+    assert code == 0, err
+    assert sorted(str(p.relative_to(workdir)) for p in workdir.glob("out/**/*.wav")) == [
+        "out/_/residual.wav",
+        "out/_/target.wav",
+    ]
+    code, _, err = run(
+        capsys, "separate", "song.wav", "--like", "like_1.wav", "-o", "out", "--filename", "../{stem}.{ext}", *weights
+    )
+    assert code == 1 and "would be outside the output folder" in err and not (workdir / "target.wav").exists()
+    (workdir / "in" / "target.wav").write_bytes((workdir / "song.wav").read_bytes())
+    before = (workdir / "in" / "target.wav").read_bytes()
+    args = ["separate", "in/target.wav", "--like", "like_1.wav", "-o", ".", "--filename", "in/{stem}.{ext}"]
+    code, _, err = run(capsys, *args, "--overwrite", *weights)
+    assert code == 1 and "would replace the input in/target.wav" in err
+    assert (workdir / "in" / "target.wav").read_bytes() == before
+
+
+def test_a_second_run_in_a_folder_skips_its_own_outputs_and_can_resume(capsys, workdir, tiny_weights):
+    weights = ["--weights", str(tiny_weights), "--json"]
+    (workdir / "album").mkdir()
+    for name in ("a.wav", "b.wav"):
+        (workdir / "album" / name).write_bytes((workdir / "song.wav").read_bytes())
+    (workdir / "album" / ".a.target.x.partial.wav").write_bytes((workdir / "song.wav").read_bytes())
+    code, out, err = run(capsys, "separate", "album", "--like", "like_1.wav", "-o", "album/separated", *weights)
+    assert code == 0, err
+    assert sorted(json.loads(line)["input"] for line in out.splitlines())[::2] == ["album/a.wav", "album/b.wav"]
+    for stem in ("target", "residual"):  # as if interrupted before b was done (a run's stems go together)
+        (workdir / "album" / "separated" / "b" / f"{stem}.wav").unlink()
+    code, out, err = run(
+        capsys, "separate", "album", "--like", "like_1.wav", "-o", "album/separated", "--skip-existing", *weights
+    )
+    assert code == 0, err
+    assert {json.loads(line)["input"] for line in out.splitlines()} == {"album/b.wav"}
+    code, _, err = run(capsys, "separate", "album", "--like", "like_1.wav", "--skip-existing", "--overwrite", *weights)
+    assert code == 2 and "contradict" in one_error_line(err)
+
+
+def test_a_name_taken_between_check_and_rename_is_not_replaced(tmp_path):
+    import numpy as np
+
+    from mss_cli.audio import AtomicWriter
+    from mss_cli.errors import MssError
+
+    dest = tmp_path / "t.wav"
+    writer = AtomicWriter(dest, 44100, 1, "wav", "PCM_16", overwrite=False)
+    writer.write(np.zeros((100, 1), np.float32))
+    dest.write_bytes(b"another run's stem")  # the race: another process finished first
+    with pytest.raises(MssError, match="exists"):
+        writer.commit()
+    assert dest.read_bytes() == b"another run's stem" and [p.name for p in tmp_path.iterdir()] == ["t.wav"]
+
+
+def test_mp3_above_48_khz_names_the_output_not_a_temporary(capsys, workdir, tiny_weights):
+    import soundfile as sf
+    from conftest import tone
+
+    sf.write("hi.wav", tone(2.0, rate=96000), 96000, subtype="PCM_16")
+    code, _, err = run(
+        capsys,
+        "separate",
+        "hi.wav",
+        "--like",
+        "like_1.wav",
+        "-f",
+        "mp3",
+        "-o",
+        "o",
+        "--weights",
+        str(tiny_weights),
+        "--quiet",
+    )
+    line = one_error_line(err)
+    assert code == 1 and "o/hi/target.mp3: MP3 takes sample rates up to 48000 Hz" in line and "partial" not in line
+
+
+def test_errors_are_one_line_whatever_the_file_name(capsys, workdir, tiny_weights):
+    (workdir / "bad\nname.wav").write_bytes(b"not audio at all")
+    code, _, err = run(
+        capsys, "separate", "bad\nname.wav", "--like", "like_1.wav", "--weights", str(tiny_weights), "--quiet"
+    )
+    assert code == 1 and "bad\\nname.wav" in one_error_line(err)
+
+
+def test_a_truncated_file_names_the_cause(capsys, workdir, tiny_weights):
+    import soundfile as sf
+    from conftest import tone
+
+    sf.write("whole.flac", tone(3.0), 44100, subtype="PCM_16")
+    data = (workdir / "whole.flac").read_bytes()
+    (workdir / "half.flac").write_bytes(data[: len(data) // 2])
+    code, _, err = run(
+        capsys, "separate", "half.flac", "--like", "like_1.wav", "--weights", str(tiny_weights), "--quiet"
+    )
+    assert code == 1 and "half.flac: cannot decode audio" in one_error_line(err) and "internal" not in err
+    code, _, err = run(capsys, "separate", "song.wav", "--like", "half.flac", "--weights", str(tiny_weights), "--quiet")
+    assert code == 2 and "half.flac: cannot decode audio" in one_error_line(err)
