@@ -246,6 +246,17 @@ def resolve_subtype(fmt: str, bit_depth: str | None, input_subtype: str) -> str 
     return input_subtype if input_subtype in table.values() else table["16"]
 
 
+def mp3_settings(kbps: int | None, sample_rate: int) -> dict:
+    """soundfile's settings for a constant MP3 bitrate. libsndfile maps a compression level in
+    [0, 1] linearly onto the bitrates of the MPEG version the rate needs (MPEG-1, 32-48 kHz:
+    32-320 kbit/s; MPEG-2, 16-24 kHz: 8-160; MPEG-2.5: 8-64); a bitrate beyond them is clamped."""
+    if kbps is None:
+        return {}
+    low, high = (32, 320) if sample_rate >= 32000 else (8, 160) if sample_rate >= 16000 else (8, 64)
+    level = (high - min(max(kbps, low), high)) / (high - low)
+    return {"compression_level": level, "bitrate_mode": "CONSTANT"}
+
+
 class AtomicWriter:
     """Writes audio to a hidden temporary file beside the destination; ``commit`` renames it.
 
@@ -254,7 +265,14 @@ class AtomicWriter:
     """
 
     def __init__(
-        self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str | None, overwrite: bool
+        self,
+        path: Path,
+        sample_rate: int,
+        channels: int,
+        fmt: str,
+        subtype: str | None,
+        overwrite: bool,
+        mp3_bitrate: int | None = None,
     ) -> None:
         self.path = path
         self.overwrite = overwrite
@@ -281,7 +299,15 @@ class AtomicWriter:
         self.peak = 0.0
         self._float = subtype == "FLOAT"
         try:
-            self._file = sf.SoundFile(tmp, "w", sample_rate, channels, subtype=subtype, format=FORMATS[fmt][0])
+            self._file = sf.SoundFile(
+                tmp,
+                "w",
+                sample_rate,
+                channels,
+                subtype=subtype,
+                format=FORMATS[fmt][0],
+                **mp3_settings(mp3_bitrate, sample_rate),
+            )
         except (sf.LibsndfileError, RuntimeError) as exc:
             self.tmp.unlink(missing_ok=True)
             raise MssError(f"{path}: cannot write {fmt} ({exc})") from None

@@ -204,6 +204,9 @@ def separate(
     bit_depth: BitDepth | None = typer.Option(
         None, "--bit-depth", help="16, 24 or 32f (wav/flac; default: as the input)."
     ),
+    mp3_bitrate: int | None = typer.Option(
+        None, "--mp3-bitrate", min=32, max=320, help="Constant MP3 bitrate in kbit/s (with --format mp3)."
+    ),
     device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
     chunk: float = typer.Option(10.0, "--chunk", min=1.0, max=600.0, help="Chunk length in seconds."),
     overlap: float = typer.Option(
@@ -254,6 +257,8 @@ def separate(
         raise UsageError("-o - writes WAV only")
     if to_stdout and sys.stdout.isatty():
         raise UsageError("-o - writes WAV data to stdout, which is a terminal: redirect it to a file or a pipe")
+    if mp3_bitrate and fmt != Format.mp3:
+        raise UsageError("--mp3-bitrate goes with --format mp3")
     if skip_existing and overwrite:
         raise UsageError("--skip-existing and --overwrite contradict each other: choose one")
     check_template(filename)
@@ -317,6 +322,7 @@ def separate(
         shifts=shifts,
         fmt=fmt.value,
         bit_depth=bit_depth.value if bit_depth else None,
+        mp3_bitrate=mp3_bitrate,
         overwrite=overwrite,
     )
     naming = Naming(Path(out), filename, FORMATS[fmt.value][1])

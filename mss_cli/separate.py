@@ -46,6 +46,7 @@ class SeparationOptions:
     shifts: int = 1
     fmt: Format = "wav"
     bit_depth: BitDepth | None = None  # None: as the input
+    mp3_bitrate: int | None = None  # kbit/s, constant (None: libsndfile's default)
     overwrite: bool = False
 
 
@@ -189,7 +190,13 @@ def separate_file(
                     writers[role] = (
                         name,
                         AtomicWriter(
-                            Path(dest), info.sample_rate, info.channels, options.fmt, subtype, options.overwrite
+                            Path(dest),
+                            info.sample_rate,
+                            info.channels,
+                            options.fmt,
+                            subtype,
+                            options.overwrite,
+                            options.mp3_bitrate,
                         ),
                     )
             rate = model.config.sample_rate

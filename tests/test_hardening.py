@@ -305,3 +305,19 @@ def test_a_truncated_file_names_the_cause(capsys, workdir, tiny_weights):
     assert code == 1 and "half.flac: cannot decode audio" in one_error_line(err) and "internal" not in err
     code, _, err = run(capsys, "separate", "song.wav", "--like", "half.flac", "--weights", str(tiny_weights), "--quiet")
     assert code == 2 and "half.flac: cannot decode audio" in one_error_line(err)
+
+
+def test_mp3_bitrate(capsys, workdir, tiny_weights):
+    import soundfile as sf
+    from conftest import tone
+
+    sf.write("long.wav", tone(10.0), 44100, subtype="PCM_16")
+    weights = ["--weights", str(tiny_weights), "--quiet", "--no-residual"]
+    sizes = {}
+    for kbps in ("64", "192"):
+        args = ["separate", "long.wav", "--like", "like_1.wav", "-f", "mp3", "--mp3-bitrate", kbps, "-o", kbps]
+        assert run(capsys, *args, *weights)[0] == 0
+        sizes[kbps] = (workdir / kbps / "long" / "target.mp3").stat().st_size * 8 / 10 / 1000  # kbit/s
+    assert abs(sizes["64"] - 64) < 4 and abs(sizes["192"] - 192) < 8
+    code, _, err = run(capsys, "separate", "long.wav", "--like", "like_1.wav", "--mp3-bitrate", "64", *weights)
+    assert code == 2 and "--mp3-bitrate goes with --format mp3" in one_error_line(err)
