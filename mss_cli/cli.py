@@ -34,10 +34,20 @@ HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="mss",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain, compact help: one line an option, as a shell tool's
     context_settings=HELP_OPTIONS,
 )
+SEPARATE_EXAMPLES = """Examples:
+
+\b
+  mss separate song.wav --like guitar_*.wav --not vocals.wav
+  mss separate album/ --profile guitar -o stems --format flac --json
+  mss separate song.wav --class bass --name bass --no-residual
+  ffmpeg -i live.mkv -f wav - | mss separate - --like violin.wav -o - | ffplay -
+
+Exit codes: 0 all separated, 1 some inputs failed, 2 usage error, 130/143 interrupted.
+"""
 
 
 def print_version(value: bool) -> None:
@@ -163,7 +173,7 @@ def conditioning_for(
     return with_class(model, cond, baseline, class_name) if class_name else cond
 
 
-@app.command()
+@app.command(epilog=SEPARATE_EXAMPLES)
 def separate(
     inputs: list[str] = typer.Argument(
         ..., metavar="INPUT...", help="Audio files, folders (searched recursively), globs, or - for stdin."
@@ -172,9 +182,12 @@ def separate(
         [],
         "--like",
         "-l",
+        metavar="CLIP...",
         help="Example clips of the instrument to keep (files or globs; takes every name up to the next option).",
     ),
-    not_: list[str] = typer.Option([], "--not", "-n", help="Example clips of what NOT to keep (optional)."),
+    not_: list[str] = typer.Option(
+        [], "--not", "-n", metavar="CLIP...", help="Example clips of what NOT to keep (optional)."
+    ),
     suppress: bool = typer.Option(
         True,
         "--suppress/--no-suppress",
@@ -466,11 +479,35 @@ def embed(
         )
 
 
-@app.command()
-def profiles(as_json: bool = typer.Option(False, "--json", help="One JSON object per profile.")) -> None:
-    """List the profiles stored in the user data folder (a corrupt one is reported, and the exit code is 1)."""
+profiles_app = typer.Typer(
+    help="List, show and remove the profiles stored in the user data folder (mss embed makes them).",
+    context_settings=HELP_OPTIONS,
+)
+app.add_typer(profiles_app, name="profiles")
+
+
+def profile_row(path: Path) -> dict:
+    """What ``mss profiles`` says of one profile (a corrupt one is a ``UsageError``)."""
     from mss_cli.conditioning import profile_metadata
 
+    meta = profile_metadata(path)
+    return {
+        "name": path.stem,
+        "path": str(path),
+        "model_id": meta["model_id"],
+        "created": meta.get("created", ""),
+        "positives": json.loads(meta.get("positives", "[]")),
+        "negatives": json.loads(meta.get("negatives", "[]")),
+    }
+
+
+@profiles_app.callback(invoke_without_command=True)
+def profiles(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="One JSON object per profile.")
+) -> None:
+    """List the profiles (a corrupt one is reported, and the exit code is 1)."""
+    if ctx.invoked_subcommand is not None:
+        return
     folder = profiles_dir()
     found = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
     corrupt = 0
@@ -478,19 +515,11 @@ def profiles(as_json: bool = typer.Option(False, "--json", help="One JSON object
         print("NAME\tMODEL\tCREATED\tCLIPS (+like/-not)")
     for path in found:
         try:
-            meta = profile_metadata(path)
+            row = profile_row(path)
         except MssError as exc:
             error(str(exc))
             corrupt += 1
             continue
-        row = {
-            "name": path.stem,
-            "path": str(path),
-            "model_id": meta["model_id"],
-            "created": meta.get("created", ""),
-            "positives": json.loads(meta.get("positives", "[]")),
-            "negatives": json.loads(meta.get("negatives", "[]")),
-        }
         if as_json:
             print(json.dumps(row))
         else:
@@ -501,6 +530,35 @@ def profiles(as_json: bool = typer.Option(False, "--json", help="One JSON object
         say(f"mss: no profiles in {folder}")
     if corrupt:
         raise typer.Exit(1)
+
+
+def existing_profile(name: str) -> Path:
+    path = profile_path(name)
+    if not path.is_file():
+        raise UsageError(f"{path}: profile not found")
+    return path
+
+
+@profiles_app.command("show")
+def profiles_show(
+    name: str = typer.Argument(..., help="Profile NAME or .safetensors path."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """One profile: its model and the example clips it was made from."""
+    row = profile_row(existing_profile(name))
+    if as_json:
+        print(json.dumps(row))
+        return
+    for key, value in row.items():
+        print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+
+
+@profiles_app.command("rm")
+def profiles_rm(names: list[str] = typer.Argument(..., help="Profile NAMEs or .safetensors paths.")) -> None:
+    """Remove profiles (all named ones must exist: nothing is removed otherwise)."""
+    paths = [existing_profile(n) for n in names]
+    for path in paths:
+        path.unlink()
 
 
 @app.command()
@@ -609,8 +667,8 @@ def run_app(typer_app: typer.Typer, prog: str, args: list[str]) -> None:
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # Click's usage errors (Typer vendors Click)
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        if "\n" in message:  # the help text itself
-            say(message)
+        if "\n" in message:  # the help text itself ('mss' alone): on stdout, as --help prints it
+            print(message)
         elif message.strip():  # (an empty one is 'no arguments', whose help is printed already)
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""

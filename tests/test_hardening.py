@@ -321,3 +321,28 @@ def test_mp3_bitrate(capsys, workdir, tiny_weights):
     assert abs(sizes["64"] - 64) < 4 and abs(sizes["192"] - 192) < 8
     code, _, err = run(capsys, "separate", "long.wav", "--like", "like_1.wav", "--mp3-bitrate", "64", *weights)
     assert code == 2 and "--mp3-bitrate goes with --format mp3" in one_error_line(err)
+
+
+def test_profiles_show_and_rm(capsys, workdir, tiny_weights):
+    weights = ["--weights", str(tiny_weights), "--quiet"]
+    for name in ("a", "b"):
+        assert run(capsys, "embed", "--like", "like_1.wav", "--not", "not_1.wav", "-o", name, *weights)[0] == 0
+    code, out, _ = run(capsys, "profiles", "show", "a", "--json")
+    row = json.loads(out)
+    assert code == 0 and row["name"] == "a" and row["positives"] == ["like_1.wav"] and row["negatives"] == ["not_1.wav"]
+    code, out, _ = run(capsys, "profiles", "show", "a")
+    assert code == 0 and "positives: like_1.wav" in out
+    code, _, err = run(capsys, "profiles", "rm", "a", "nothere")
+    assert code == 2 and "nothere.safetensors: profile not found" in one_error_line(err)
+    assert run(capsys, "profiles", "rm", "a")[0] == 0
+    code, out, _ = run(capsys, "profiles", "--json")
+    assert code == 0 and [json.loads(line)["name"] for line in out.splitlines()] == ["b"]
+
+
+def test_help_is_compact_with_examples_and_completion_works():
+    help_text = subprocess.run([sys.executable, "-m", "mss_cli", "separate", "-h"], capture_output=True, text=True)
+    assert help_text.returncode == 0 and "Examples:" in help_text.stdout and "<bool>" not in help_text.stdout
+    assert len(help_text.stdout.splitlines()) < 100
+    env = {**os.environ, "_MSS_COMPLETE": "complete_bash", "COMP_WORDS": "mss sep", "COMP_CWORD": "1"}
+    done = subprocess.run([sys.executable, "-m", "mss_cli"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.split() == ["separate"]
