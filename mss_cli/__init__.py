@@ -25,6 +25,8 @@ _EXPORTS = {
     "with_class": "mss_cli.conditioning",
     "save_profile": "mss_cli.conditioning",
     "separate_file": "mss_cli.separate",
+    "separate_array": "mss_cli.separate",
+    "Stem": "mss_cli.separate",
     "Outputs": "mss_cli.separate",
     "SeparationOptions": "mss_cli.separate",
     "pick_device": "mss_cli.device",

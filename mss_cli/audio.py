@@ -73,6 +73,29 @@ def ffmpeg_binary() -> str | None:
     return which("ffmpeg")
 
 
+def check_audio(info: AudioInfo, source: str) -> None:
+    """Refuse, before any work, what a header may claim but no audio is: no samples, an absurd
+    sample rate, or more channels than buffers should be sized for."""
+    problem = (
+        "empty audio (0 samples)"
+        if info.frames == 0
+        else f"sample rate {info.sample_rate} Hz (mss takes {MIN_RATE} to {MAX_RATE} Hz)"
+        if not MIN_RATE <= info.sample_rate <= MAX_RATE
+        else f"{info.channels} channels (mss takes at most {MAX_CHANNELS})"
+        if info.channels > MAX_CHANNELS
+        else None
+    )
+    if problem:
+        raise MssError(f"{source}: {problem}")
+
+
+def check_samples(block: np.ndarray, source: str) -> None:
+    """Refuse NaN, infinite and absurd samples: one would spread over a whole chunk's output."""
+    peak = float(np.abs(block).max()) if block.size else 0.0
+    if not peak <= MAX_SAMPLE:
+        raise MssError(f"{source}: contains NaN, infinite or absurd samples (peak {peak:.3g}; not valid audio)")
+
+
 class AudioReader:
     """A decoded audio file read in float32 blocks of shape (frames, channels)."""
 
@@ -92,18 +115,11 @@ class AudioReader:
         except (sf.LibsndfileError, RuntimeError, TypeError):
             self._file = self._via_ffmpeg(path)
         self.info = AudioInfo(self._file.samplerate, self._file.channels, self._file.frames, self._file.subtype)
-        problem = (
-            "empty audio (0 samples)"
-            if self.info.frames == 0
-            else f"sample rate {self.info.sample_rate} Hz (mss takes {MIN_RATE} to {MAX_RATE} Hz)"
-            if not MIN_RATE <= self.info.sample_rate <= MAX_RATE
-            else f"{self.info.channels} channels (mss takes at most {MAX_CHANNELS})"
-            if self.info.channels > MAX_CHANNELS
-            else None
-        )
-        if problem:  # checked before any work: a header's absurd rate or width would size the buffers
+        try:
+            check_audio(self.info, self.source)
+        except MssError:
             self.close()
-            raise MssError(f"{self.source}: {problem}")
+            raise
 
     def _via_ffmpeg(self, path: Path) -> sf.SoundFile:
         """Decode a container soundfile cannot read into a temporary float WAV (bounded memory)."""
@@ -168,11 +184,7 @@ class AudioReader:
                     )
                 return
             read += data.shape[0]
-            peak = float(np.abs(data).max())
-            if not peak <= MAX_SAMPLE:  # NaN included: one would spread over a whole chunk's output
-                raise MssError(
-                    f"{self.source}: contains NaN, infinite or absurd samples (peak {peak:.3g}; not valid audio)"
-                )
+            check_samples(data, self.source)
             yield data
 
     def _cleanup(self) -> None:

@@ -11,14 +11,24 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
-from mss_cli.audio import AtomicWriter, AudioReader, Resampler, WavStreamWriter, resolve_subtype
+from mss_cli.audio import (
+    BLOCK,
+    AtomicWriter,
+    AudioInfo,
+    AudioReader,
+    Resampler,
+    WavStreamWriter,
+    check_audio,
+    check_samples,
+    resolve_subtype,
+)
 from mss_cli.conditioning import Conditioning, Partner
 from mss_cli.device import Precision
 from mss_cli.engine import OverlapAdd
@@ -155,6 +165,96 @@ def make_separator(
     return run
 
 
+def separate_blocks(
+    model: ConditionedUNet,
+    cond: Conditioning,
+    blocks: Callable[[], Iterator[np.ndarray]],
+    info: AudioInfo,
+    options: SeparationOptions,
+    label: str,
+    on_chunk: Callable[[], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The streaming core of ``separate_file`` and ``separate_array``: (target, mixture) block pairs
+    at the input's rate and channels, in order, for an input whose ``blocks()`` can be read twice
+    (a first pass measures the whole track's level, so every chunk is scaled alike and chunking
+    changes nothing). Memory does not depend on the input's length. A silent input, or one whose
+    blocks do not add up to ``info.frames``, is an ``MssError`` after the last block."""
+    rate = model.config.sample_rate
+    chunk = int(options.chunk_seconds * rate)
+    align = model.config.hop * model.config.frame_multiple
+    level = level_dbfs(blocks(), info.sample_rate)
+    separate = make_separator(
+        model, cond.vector, options.precision, cond.unwanted, options.shifts, level, cond.partners
+    )
+    engine = OverlapAdd(separate, chunk, options.overlap, options.batch_size, on_chunk, align)
+    model_frames = int(round(info.frames * rate / info.sample_rate))
+    if on_start:
+        on_start(engine.chunks_for(model_frames))
+    down = Resampler(info.sample_rate, rate, info.channels)
+    up = Resampler(rate, info.sample_rate, info.channels)
+    mixture_fifo = np.zeros((0, info.channels), np.float32)
+    peak = 0.0
+
+    def to_model_rate() -> Iterator[np.ndarray]:
+        nonlocal mixture_fifo, peak
+        for block in blocks():
+            peak = max(peak, float(np.abs(block).max()))
+            mixture_fifo = np.concatenate([mixture_fifo, block])
+            yield down(block)
+        yield down(np.zeros((0, info.channels), np.float32), last=True)
+
+    def paired(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal mixture_fifo
+        mix, mixture_fifo = mixture_fifo[: target.shape[0]], mixture_fifo[target.shape[0] :]
+        return target, mix
+
+    produced = 0
+    for block in engine.run(to_model_rate(), model_frames):
+        out = up(block)
+        produced += out.shape[0]
+        yield paired(out)
+    tail = up(np.zeros((0, info.channels), np.float32), last=True)
+    produced += tail.shape[0]
+    yield paired(tail)
+    if produced != info.frames:
+        raise MssError(f"{label}: internal length mismatch ({produced} != {info.frames} samples)")
+    if peak == 0.0:
+        raise MssError(f"{label}: input is silent")
+
+
+def separate_array(
+    model: ConditionedUNet,
+    cond: Conditioning,
+    audio: np.ndarray,
+    sample_rate: int,
+    options: SeparationOptions | None = None,
+) -> dict[Role, np.ndarray]:
+    """Separate audio held in memory: ``audio`` (frames,) or (frames, channels), any float or int
+    dtype scaled to [-1, 1] as soundfile reads it; returns the target and the residual (mixture
+    minus target) as float32 arrays of the same shape. The same streaming engine as
+    ``separate_file``, so a file and its samples give the same stems."""
+    options = options or SeparationOptions()
+    samples = np.asarray(audio)
+    if samples.ndim not in (1, 2) or samples.shape[0] == 0:
+        raise MssError(f"audio of shape {samples.shape}: expected (frames,) or (frames, channels)")
+    if np.issubdtype(samples.dtype, np.integer):  # as soundfile reads integer PCM
+        samples = samples / np.float32(-np.iinfo(samples.dtype).min)
+    frames = samples.reshape(samples.shape[0], -1).astype(np.float32, copy=False)
+    info = AudioInfo(sample_rate, frames.shape[1], frames.shape[0], "FLOAT")
+    check_audio(info, "audio")
+
+    def blocks() -> Iterator[np.ndarray]:
+        for start in range(0, frames.shape[0], BLOCK):
+            block = frames[start : start + BLOCK]
+            check_samples(block, "audio")
+            yield block
+
+    pieces = list(separate_blocks(model, cond, blocks, info, options, "audio"))
+    target = np.concatenate([t for t, _ in pieces]).reshape(samples.shape)
+    return {"target": target, "residual": frames.reshape(samples.shape) - target}
+
+
 def separate_file(
     model: ConditionedUNet,
     cond: Conditioning,
@@ -199,53 +299,11 @@ def separate_file(
                             options.mp3_bitrate,
                         ),
                     )
-            rate = model.config.sample_rate
-            chunk = int(options.chunk_seconds * rate)
-            align = model.config.hop * model.config.frame_multiple
-            # A first pass over the decoded file (a seekable file, stdin's spool included): the level is
-            # the whole track's, so every chunk is scaled alike and chunking changes nothing.
-            level = level_dbfs(reader.blocks(), info.sample_rate)
-            separate = make_separator(
-                model, cond.vector, options.precision, cond.unwanted, options.shifts, level, cond.partners
-            )
-            engine = OverlapAdd(separate, chunk, options.overlap, options.batch_size, on_chunk, align)
-            model_frames = int(round(info.frames * rate / info.sample_rate))
-            if on_start:
-                on_start(engine.chunks_for(model_frames))
-            down = Resampler(info.sample_rate, rate, info.channels)
-            up = Resampler(rate, info.sample_rate, info.channels)
-            mixture_fifo = np.zeros((0, info.channels), np.float32)
-            peak = 0.0
-
-            def to_model_rate():
-                nonlocal mixture_fifo, peak
-                for block in reader.blocks():
-                    peak = max(peak, float(np.abs(block).max()))
-                    mixture_fifo = np.concatenate([mixture_fifo, block])
-                    yield down(block)
-                yield down(np.zeros((0, info.channels), np.float32), last=True)
-
-            def emit(target: np.ndarray) -> None:
-                nonlocal mixture_fifo
-                n = target.shape[0]
-                mix, mixture_fifo = mixture_fifo[:n], mixture_fifo[n:]
+            for target, mix in separate_blocks(model, cond, reader.blocks, info, options, label, on_chunk, on_start):
                 if "target" in writers:
                     writers["target"][1].write(target)
                 if "residual" in writers:
                     writers["residual"][1].write(mix - target)
-
-            produced = 0
-            for block in engine.run(to_model_rate(), model_frames):
-                out = up(block)
-                produced += out.shape[0]
-                emit(out)
-            tail = up(np.zeros((0, info.channels), np.float32), last=True)
-            emit(tail)
-            produced += tail.shape[0]
-            if produced != info.frames:
-                raise MssError(f"{label}: internal length mismatch ({produced} != {info.frames} samples)")
-            if peak == 0.0:
-                raise MssError(f"{label}: input is silent")
             for _, writer in writers.values():
                 writer.commit()
         except BaseException:
