@@ -651,7 +651,26 @@ def split_example_lists(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``mss``."""
+    keep_libraries_off_stderr()
     run_app(app, "mss", split_example_lists(list(sys.argv[1:] if argv is None else argv)))
+
+
+def keep_libraries_off_stderr() -> None:
+    """Decoders inside libsndfile (libmpg123) print notes and warnings straight to file descriptor 2
+    ("Warning: Xing stream size off ..."), which would break mss's one line per error. mss's own
+    messages go to a duplicate of the real stderr, and descriptor 2 to /dev/null. Not where stderr
+    is not the process's own (tests capturing it) or with MSS_DEBUG=1 (everything is shown)."""
+    if sys.stderr is not sys.__stderr__ or os.environ.get("MSS_DEBUG"):
+        return
+    try:
+        real = os.dup(2)
+        quiet = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    sys.stderr.flush()
+    sys.stderr = open(real, "w", buffering=1, encoding=sys.__stderr__.encoding, errors="backslashreplace")  # noqa: SIM115
+    os.dup2(quiet, 2)
+    os.close(quiet)
 
 
 def run_app(typer_app: typer.Typer, prog: str, args: list[str]) -> None:
