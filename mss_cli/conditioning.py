@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -60,36 +61,48 @@ class Conditioning:
     partners: list[Partner] = field(default_factory=list)
 
 
-def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | None = None) -> list[np.ndarray]:
-    """Mono windows of one example clip, checked for length and silence; with ``reference_dbfs``, the
-    whole clip scaled to that gated level (the model's training clips', ``ModelConfig.clip_dbfs``)."""
+def _windows(path: str | Path, sample_rate: int) -> Iterator[np.ndarray]:
+    """A clip's mono windows of WINDOW_SECONDS as it is decoded, then its shorter rest if that is
+    MIN_SECONDS or more (or if it is all the clip has)."""
     from mss_cli.audio import read_mono
-    from mss_cli.level import gain_for
 
     window = int(WINDOW_SECONDS * sample_rate)
-    minimum = int(MIN_SECONDS * sample_rate)
-    windows: list[np.ndarray] = []
     buffer = np.zeros(0, np.float32)
-    total = 0
+    whole = False
     for block in read_mono(path, sample_rate):
-        total += block.shape[0]
         buffer = np.concatenate([buffer, block])
         while buffer.shape[0] >= window:
-            windows.append(buffer[:window])
+            whole = True
+            yield buffer[:window]
             buffer = buffer[window:]
-    if buffer.shape[0] >= minimum or (not windows and buffer.shape[0]):
-        windows.append(buffer)
-    if total < minimum:
+    if buffer.shape[0] >= int(MIN_SECONDS * sample_rate) or (not whole and buffer.shape[0]):
+        yield buffer
+
+
+def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | None = None) -> Iterator[np.ndarray]:
+    """The non-silent mono windows of one example clip, checked for length and silence; with
+    ``reference_dbfs``, the whole clip scaled to that gated level (the model's training clips',
+    ``ModelConfig.clip_dbfs``). Two passes over the file, the level and checks and then the windows,
+    so memory holds a few windows however long the clip is."""
+    from mss_cli.level import LevelMeter, gain_to
+
+    meter = LevelMeter(sample_rate)
+    total = loud = 0
+    for w in _windows(path, sample_rate):
+        meter.add(w)
+        total += w.shape[0]
+        loud += int(np.abs(w).max() > SILENCE_PEAK)
+    if total < int(MIN_SECONDS * sample_rate):
         raise UsageError(f"{path}: example too short ({total / sample_rate:.2f} s; at least {MIN_SECONDS:g} s needed)")
-    loud = [w for w in windows if np.abs(w).max() > SILENCE_PEAK]
     if not loud:
         raise UsageError(f"{path}: example is silent")
-    gain = np.float32(gain_for(windows, reference_dbfs, sample_rate))
-    return [w * gain for w in loud]
+    gain = np.float32(gain_to(meter.dbfs(), reference_dbfs))
+    return (w * gain for w in _windows(path, sample_rate) if np.abs(w).max() > SILENCE_PEAK)
 
 
 def embed_clips(model, paths: list[str], batch: int = 8) -> torch.Tensor:
-    """Per-clip embeddings (clips, embed_dim); windows go through the encoder ``batch`` at a time."""
+    """Per-clip embeddings (clips, embed_dim): the mean of each clip's window embeddings, the windows
+    going through the encoder ``batch`` at a time as they are decoded."""
     import torch
 
     device = model.device
@@ -97,23 +110,34 @@ def embed_clips(model, paths: list[str], batch: int = 8) -> torch.Tensor:
     for path in paths:
         try:
             windows = clip_windows(path, model.config.sample_rate, model.config.clip_dbfs)
+            sums, count = None, 0
+            for group in _batches(windows, batch):
+                length = max(w.shape[0] for w in group)
+                with torch.inference_mode():
+                    # Equal-length windows batch together; a short last window goes alone (no padding bias).
+                    if any(w.shape[0] != length for w in group):
+                        embs = torch.cat([model.embed_windows(torch.from_numpy(w)[None].to(device)) for w in group])
+                    else:
+                        embs = model.embed_windows(torch.from_numpy(np.stack(group)).to(device))
+                sums = embs.sum(0) if sums is None else sums + embs.sum(0)
+                count += len(group)
         except UsageError:
             raise
         except MssError as exc:  # a bad example file is a bad option value: exit 2
             raise UsageError(str(exc)) from None
-        sums = None
-        with torch.inference_mode():
-            for i in range(0, len(windows), batch):
-                group = windows[i : i + batch]
-                length = max(w.shape[0] for w in group)
-                # Equal-length windows batch together; a short last window goes alone (no padding bias).
-                if any(w.shape[0] != length for w in group):
-                    embs = torch.cat([model.embed_windows(torch.from_numpy(w)[None].to(device)) for w in group])
-                else:
-                    embs = model.embed_windows(torch.from_numpy(np.stack(group)).to(device))
-                sums = embs.sum(0) if sums is None else sums + embs.sum(0)
-        out.append(sums / len(windows))
+        out.append(sums / count)
     return torch.stack(out)
+
+
+def _batches(items: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    group: list[np.ndarray] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def similar_groups(embeddings: torch.Tensor, threshold: float = SAME_INSTRUMENT_COSINE) -> list[list[int]]:

@@ -50,7 +50,12 @@ def read_metadata(path: str | Path) -> dict[str, str]:
             if size <= 0 or size > 100_000_000:
                 raise ValueError("bad header size")
             header = json.loads(fh.read(size))
-        return dict(header.get("__metadata__") or {})
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
+        meta = header.get("__metadata__") or {}
+        if not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+            raise ValueError("its metadata is not a map of strings")
+        return dict(meta)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MssError(f"{path}: not a valid safetensors weights file ({exc})") from None
 
@@ -95,11 +100,19 @@ def load_model(path: str | Path | None = None, device: str = "cpu", fuse: bool =
     meta = read_metadata(path)
     if "config" not in meta:
         raise MssError(f"{path}: weights file has no mss model config")
-    model = ConditionedUNet(ModelConfig.from_dict(json.loads(meta["config"])))
+    try:
+        config = json.loads(meta["config"])
+        if not isinstance(config, dict):
+            raise TypeError("not a JSON object")
+        model = ConditionedUNet(ModelConfig.from_dict(config))
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
+        raise MssError(f"{path}: weights file has a malformed model config ({exc})") from None
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise MssError(f"{path}: corrupt weights file ({exc})") from None
+    if not all(bool(v.isfinite().all()) for v in state.values() if v.is_floating_point()):
+        raise MssError(f"{path}: corrupt weights file (non-finite values)")
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     except RuntimeError as exc:

@@ -346,3 +346,32 @@ def test_help_is_compact_with_examples_and_completion_works():
     env = {**os.environ, "_MSS_COMPLETE": "complete_bash", "COMP_WORDS": "mss sep", "COMP_CWORD": "1"}
     done = subprocess.run([sys.executable, "-m", "mss_cli"], capture_output=True, text=True, env=env)
     assert done.returncode == 0 and done.stdout.split() == ["separate"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t, m: (t, {k: v for k, v in m.items() if k != "config"}), "no mss model config"),
+        (lambda t, m: (t, {**m, "config": "not json"}), "malformed model config"),
+        (lambda t, m: (t, {**m, "config": "[1, 2]"}), "malformed model config"),
+        (lambda t, m: (t, {**m, "config": '{"channels": "wide"}'}), "malformed model config"),
+        (
+            lambda t, m: (
+                {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in t.items()},
+                m,
+            ),
+            "non-finite values",
+        ),
+    ],
+)
+def test_malformed_weights_are_usage_errors_before_any_file(capsys, workdir, tiny_weights, change, message):
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_weights), "pt") as fh:
+        meta = fh.metadata()
+    tensors, meta = change(load_file(str(tiny_weights)), meta)
+    save_file(tensors, "bad.safetensors", metadata=meta)
+    for args in (["separate", "song.wav", "--like", "like_1.wav", "-o", "out"], ["info"]):
+        code, _, err = run(capsys, *args, "--weights", "bad.safetensors")
+        assert code == 2 and message in one_error_line(err)
+    assert not os.path.exists("out")
