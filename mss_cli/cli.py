@@ -369,7 +369,13 @@ def separate(
             claimed[p.resolve()] = f
         plans.append(Plan(f, Outputs(paths)))
 
-    failures = run_all(model, cond, plans, options, jobs, quiet, as_json)
+    finished: list[str] = []
+    try:
+        failures = run_all(model, cond, plans, options, jobs, quiet, as_json, finished)
+    except signals.Interrupted:
+        if len(plans) > 1:  # what a stopped batch did, so it can be resumed (--skip-existing)
+            say(f"mss: stopped; {len(finished)} of {len(plans)} file(s) had been separated")
+        raise
     if not quiet and not as_json:
         done = len(plans) - len(failures)
         note = f" ({skipped} skipped: their outputs exist)" if skipped else ""
@@ -390,8 +396,10 @@ def run_all(
     jobs: int,
     quiet: bool,
     as_json: bool,
+    finished: list[str],
 ) -> list[str]:
-    """Separate every planned file (in parallel threads with --jobs), reporting as files finish."""
+    """Separate every planned file (in parallel threads with --jobs), reporting as files finish;
+    returns the failures' messages, and appends each separated input to ``finished``."""
     from mss_cli.audio import spooled_stdin
     from mss_cli.inputs import STDIN
     from mss_cli.progress import make_progress
@@ -434,6 +442,7 @@ def run_all(
             return
         finally:
             task.finish()
+        finished.append(source)
         for w in written:
             if w.clipped_samples:
                 error(f"{w.path}: {w.clipped_samples} samples clipped (use --bit-depth 32f to keep them)")

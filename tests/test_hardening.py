@@ -188,7 +188,9 @@ def test_a_signal_stops_the_run_and_leaves_no_partial_file(workdir, tiny_weights
         time.sleep(0.05)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
-    assert err.strip().splitlines()[-1] == f"mss: error: {'terminated' if code == 143 else 'interrupted'}", err
+    lines = err.strip().splitlines()
+    assert lines[-1] == f"mss: error: {'terminated' if code == 143 else 'interrupted'}", err
+    assert lines[-2] == "mss: stopped; 0 of 2 file(s) had been separated", err  # what a batch did
     assert "Traceback" not in err
     assert not [p for p in workdir.glob("out/**/*") if p.is_file()]  # no stem, partial or whole
 
