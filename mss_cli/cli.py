@@ -554,12 +554,7 @@ def profiles_show(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """One profile: its model and the example clips it was made from."""
-    row = profile_row(existing_profile(name))
-    if as_json:
-        print(json.dumps(row))
-        return
-    for key, value in row.items():
-        print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+    print_details(profile_row(existing_profile(name)), as_json)
 
 
 @profiles_app.command("rm")
@@ -604,11 +599,23 @@ def info(
         from mss_cli.conditioning import trained_classes
 
         details["classes"] = trained_classes(model)  # what --class accepts (its table has untrained rows too)
+    print_details(details, as_json)
+
+
+def print_details(details: dict, as_json: bool) -> None:
+    """One JSON object, or a "key: value" line per field (lists joined by commas, maps as JSON)."""
     if as_json:
         print(json.dumps(details))
         return
     for key, value in details.items():
-        print(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+        shown = (
+            ", ".join(map(str, value))
+            if isinstance(value, list)
+            else json.dumps(value)
+            if isinstance(value, dict)
+            else value
+        )
+        print(f"{key}: {shown}")
 
 
 @app.command("eval")
