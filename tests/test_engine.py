@@ -365,6 +365,7 @@ CLIP_PEAK_RSS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_example_clip_length(tmp_path, tiny_weights):
     """A 10-minute example clip embeds in about the peak memory of a 1-minute one: its windows are
     embedded as they are decoded (holding them all, at 44.1 kHz float32, is 106 MB more)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import tone
 
 from mss_cli import report
@@ -15,6 +16,7 @@ from mss_research import paper_eval as pe
 from mss_research.cli import main
 
 
+@pytest.mark.slow
 def test_methods_table_on_a_tiny_dataset(tmp_path, tiny_dataset, tiny_weights, tiny_classcond_weights):
     model = load_model(tiny_weights)
     cases = pe.evaluate(

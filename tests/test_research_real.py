@@ -28,6 +28,7 @@ def stem_mp4(path: Path, seed: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_songs_are_split_and_stems_decoded(tmp_path):
     from mss_research.data.realstems import import_musdb
     from mss_research.paper_eval import REAL, episodes_for
