@@ -35,6 +35,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def run_mss(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    """``mss ARGS`` in this process, as a shell runs it: (exit code, stdout, stderr)."""
+    from mss_cli.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def build_tiny_weights(path: Path, seed: int = 0, kind: str = "fewshot") -> Path:
     import torch
 

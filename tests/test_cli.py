@@ -12,18 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import build_tiny_weights, tone
+from conftest import run_mss as run
 
-from mss_cli.cli import main, split_example_lists
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
+from mss_cli.cli import split_example_lists
 
 
 def assert_one_line_error(err: str, *needles: str) -> None:

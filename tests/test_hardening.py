@@ -9,19 +9,8 @@ import sys
 
 import pytest
 import torch
+from conftest import run_mss as run
 from safetensors.torch import load_file, save_file
-
-from mss_cli.cli import main
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(err: str) -> str:
