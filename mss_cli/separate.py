@@ -230,16 +230,18 @@ def separate_array(
     sample_rate: int,
     options: SeparationOptions | None = None,
 ) -> dict[Role, np.ndarray]:
-    """Separate audio held in memory: ``audio`` (frames,) or (frames, channels), any float or int
-    dtype scaled to [-1, 1] as soundfile reads it; returns the target and the residual (mixture
+    """Separate audio held in memory: ``audio`` (frames,) or (frames, channels), float or signed
+    integer PCM (scaled to [-1, 1] as soundfile reads it); returns the target and the residual (mixture
     minus target) as float32 arrays of the same shape. The same streaming engine as
     ``separate_file``, so a file and its samples give the same stems."""
     options = options or SeparationOptions()
     samples = np.asarray(audio)
     if samples.ndim not in (1, 2) or samples.shape[0] == 0:
         raise MssError(f"audio of shape {samples.shape}: expected (frames,) or (frames, channels)")
-    if np.issubdtype(samples.dtype, np.integer):  # as soundfile reads integer PCM
+    if np.issubdtype(samples.dtype, np.signedinteger):  # as soundfile reads integer PCM
         samples = samples / np.float32(-np.iinfo(samples.dtype).min)
+    elif not np.issubdtype(samples.dtype, np.floating):
+        raise MssError(f"audio of dtype {samples.dtype}: expected float or signed integer samples")
     frames = samples.reshape(samples.shape[0], -1).astype(np.float32, copy=False)
     info = AudioInfo(sample_rate, frames.shape[1], frames.shape[0], "FLOAT")
     check_audio(info, "audio")
@@ -250,8 +252,8 @@ def separate_array(
             check_samples(block, "audio")
             yield block
 
-    pieces = list(separate_blocks(model, cond, blocks, info, options, "audio"))
-    target = np.concatenate([t for t, _ in pieces]).reshape(samples.shape)
+    target = np.concatenate([t for t, _ in separate_blocks(model, cond, blocks, info, options, "audio")])
+    target = target.reshape(samples.shape)
     return {"target": target, "residual": frames.reshape(samples.shape) - target}
 
 

@@ -352,6 +352,8 @@ def test_separate_array_gives_the_stems_separate_file_writes(tmp_path, tiny_weig
     assert mono.shape == (audio.shape[0],)
     with pytest.raises(MssError, match="expected"):
         separate_array(model, cond, np.zeros((2, 2, 2), np.float32), 22050)
+    with pytest.raises(MssError, match="dtype uint8"):
+        separate_array(model, cond, np.zeros(100, np.uint8), 22050)
 
 
 CLIP_PEAK_RSS = textwrap.dedent(
