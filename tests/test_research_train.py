@@ -20,22 +20,19 @@ from mss_research.train import TrainConfig, export, train
 TINY_CHANNELS = [4, 8, 8, 8, 8, 8]
 
 
+def tiny_run(data: Path, run: Path, **settings) -> TrainConfig:
+    """A training run on the tiny dataset: tiny widths, one step of batch 2, one validation episode
+    each step, 2 threads; ``settings`` change any of it."""
+    defaults = dict(channels=TINY_CHANNELS, steps=1, batch=2, val_episodes=1, val_every=1, threads=2)
+    return TrainConfig(data=str(data), run=str(run), **{**defaults, **settings})
+
+
 def steps_logged(run: Path) -> list[int]:
     return [int(r["step"]) for r in csv.DictReader((run / "log.csv").open())]
 
 
 def test_train_resume_and_export(tmp_path, tiny_dataset):
-    cfg = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "run"),
-        channels=TINY_CHANNELS,
-        steps=2,
-        batch=2,
-        val_episodes=2,
-        val_every=2,
-        checkpoint_every=1,
-        threads=2,
-    )
+    cfg = tiny_run(tiny_dataset, tmp_path / "run", steps=2, val_episodes=2, val_every=2, checkpoint_every=1)
     ckpt = train(cfg)
     with safe_open(str(ckpt), "pt") as fh:
         assert fh.metadata()["step"] == "2"
@@ -70,17 +67,7 @@ def test_train_resume_and_export(tmp_path, tiny_dataset):
 def test_episode_workers_draw_different_episodes_and_train(tmp_path, tiny_dataset):
     from mss_research.train import EpisodeBatches
 
-    cfg = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "run"),
-        channels=TINY_CHANNELS,
-        steps=2,
-        batch=2,
-        val_episodes=1,
-        val_every=2,
-        threads=2,
-        workers=2,
-    )
+    cfg = tiny_run(tiny_dataset, tmp_path / "run", steps=2, val_every=2, workers=2)
     loader = torch.utils.data.DataLoader(EpisodeBatches(cfg, 255 * 512, 44100, seed=0), batch_size=None, num_workers=2)
     batches = iter(loader)
     first, second = next(batches), next(batches)  # one from each worker
@@ -105,17 +92,7 @@ def test_class_table_follows_the_dataset_taxonomy_version(tmp_path):
 
 
 def test_classcond_baseline_trains(tmp_path, tiny_dataset):
-    cfg = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "cc"),
-        kind="classcond",
-        channels=TINY_CHANNELS,
-        steps=1,
-        batch=2,
-        val_episodes=1,
-        val_every=1,
-        threads=2,
-    )
+    cfg = tiny_run(tiny_dataset, tmp_path / "cc", kind="classcond")
     export(train(cfg), tmp_path / "cc.safetensors")
     assert load_model(tmp_path / "cc.safetensors").config.kind == "classcond"
     row = list(csv.DictReader((tmp_path / "cc" / "log.csv").open()))[-1]
@@ -229,28 +206,9 @@ def test_distributed_training_with_two_cpu_processes(tmp_path, tiny_dataset):
 def test_training_can_start_from_shipped_style_weights(tmp_path, tiny_dataset):
     """--init continues from an exported (fp16) weights file, e.g. in a fresh session: the step
     count goes on, so --steps is the cumulative target and the export counts all training."""
-    first = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "a"),
-        channels=TINY_CHANNELS,
-        steps=1,
-        batch=2,
-        val_episodes=1,
-        val_every=1,
-        threads=2,
-    )
+    first = tiny_run(tiny_dataset, tmp_path / "a")
     weights = export(train(first), tmp_path / "a.safetensors")
-    second = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "b"),
-        channels=TINY_CHANNELS,
-        steps=3,
-        batch=2,
-        val_episodes=1,
-        val_every=1,
-        threads=2,
-        init=str(weights),
-    )
+    second = tiny_run(tiny_dataset, tmp_path / "b", steps=3, init=str(weights))
     continued = export(train(second), tmp_path / "b.safetensors")
     rows = list(csv.DictReader((tmp_path / "b" / "log.csv").open()))
     assert [r["step"] for r in rows] == ["2", "3"]  # two more steps, numbered after the first
@@ -268,17 +226,7 @@ def test_fewshot_model_distilled_from_a_class_conditioned_teacher(tmp_path, tiny
     from mss_cli.model import ConditionedUNet, ModelConfig
     from mss_research.train import adopt_teacher
 
-    cc = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "cc"),
-        kind="classcond",
-        channels=TINY_CHANNELS,
-        steps=1,
-        batch=2,
-        val_episodes=1,
-        val_every=1,
-        threads=2,
-    )
+    cc = tiny_run(tiny_dataset, tmp_path / "cc", kind="classcond")
     teacher_path = export(train(cc), tmp_path / "cc.safetensors")
     teacher = load_model(teacher_path, fuse=False)
     student = ConditionedUNet(ModelConfig(channels=TINY_CHANNELS))
@@ -289,31 +237,13 @@ def test_fewshot_model_distilled_from_a_class_conditioned_teacher(tmp_path, tiny
             assert torch.equal(student.state_dict()[name], value), name
     assert all(torch.equal(student.encoder.state_dict()[k], v) for k, v in encoder_before.items())
 
-    fs = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "fs"),
-        channels=TINY_CHANNELS,
-        steps=2,
-        batch=2,
-        val_episodes=1,
-        val_every=2,
-        threads=2,
-        teacher=str(teacher_path),
-    )
+    fs = tiny_run(tiny_dataset, tmp_path / "fs", steps=2, val_every=2, teacher=str(teacher_path))
     train(fs)
     rows = list(csv.DictReader((tmp_path / "fs" / "log.csv").open()))
     assert rows and all(float(r["distill"]) > 0 and np.isfinite(float(r["distill"])) for r in rows)
 
     student_path = export(tmp_path / "fs" / "last.safetensors", tmp_path / "fs.safetensors")
-    bad = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "bad"),
-        channels=TINY_CHANNELS,
-        steps=1,
-        batch=2,
-        threads=2,
-        teacher=str(student_path),
-    )
+    bad = tiny_run(tiny_dataset, tmp_path / "bad", teacher=str(student_path))
     with pytest.raises(UsageError, match="class-conditioned"):
         train(bad)
     bad.teacher, bad.init = str(tmp_path / "missing.safetensors"), ""
@@ -346,31 +276,12 @@ def test_tiny_run_with_the_example_contrast_term(tmp_path, tiny_dataset):
 
     from mss_cli.errors import UsageError
 
-    cfg = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "fs"),
-        channels=TINY_CHANNELS,
-        steps=2,
-        batch=2,
-        val_episodes=1,
-        val_every=2,
-        threads=2,
-        contrast_weight=0.5,
-    )
+    cfg = tiny_run(tiny_dataset, tmp_path / "fs", steps=2, val_every=2, contrast_weight=0.5)
     train(cfg)
     rows = list(csv.DictReader((tmp_path / "fs" / "log.csv").open()))
     assert rows and all(float(r["contrast"]) > 0 and np.isfinite(float(r["contrast"])) for r in rows)
     assert not any(r["distill"] for r in rows)
-    cc = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "cc"),
-        kind="classcond",
-        channels=TINY_CHANNELS,
-        steps=1,
-        batch=2,
-        threads=2,
-        contrast_weight=0.5,
-    )
+    cc = tiny_run(tiny_dataset, tmp_path / "cc", kind="classcond", contrast_weight=0.5)
     with pytest.raises(UsageError, match="contrast"):
         train(cc)
 
@@ -386,18 +297,7 @@ def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
     assert math.isclose(learning_rate(cfg, 1100, 100), 1e-5) and math.isclose(learning_rate(cfg, 5000, 100), 1e-5)
     assert learning_rate(TrainConfig(data="", run="", lr=1e-3), 600, 100) == 1e-3  # no --lr-final: constant
 
-    run = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "r"),
-        channels=TINY_CHANNELS,
-        steps=2,
-        batch=2,
-        val_episodes=1,
-        val_every=10,
-        threads=2,
-        lr=1e-3,
-        lr_final=1e-4,
-    )
+    run = tiny_run(tiny_dataset, tmp_path / "r", steps=2, val_every=10, lr=1e-3, lr_final=1e-4)
     train(run)
     run.steps = 4  # resumed with a new end: the curve still starts at step 0
     train(run)
@@ -413,17 +313,7 @@ def test_learning_rate_schedule_and_its_resumption(tmp_path, tiny_dataset):
     # it had reached (Adam's state kept), then resumed again with a later end: the same start holds
     from mss_cli.errors import UsageError
 
-    flat = TrainConfig(
-        data=str(tiny_dataset),
-        run=str(tmp_path / "f"),
-        channels=TINY_CHANNELS,
-        steps=2,
-        batch=2,
-        val_episodes=1,
-        val_every=10,
-        threads=2,
-        lr=1e-3,
-    )
+    flat = tiny_run(tiny_dataset, tmp_path / "f", steps=2, val_every=10, lr=1e-3)
     train(flat)
     flat.lr_final, flat.schedule_start = 1e-4, 2
     for flat.steps in (4, 6):
