@@ -240,21 +240,11 @@ def test_shard_processes_only_its_slice(capsys, workdir, tiny_weights):
 
 def test_stdin_to_stdout_pipe(workdir, tiny_weights):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    command = [sys.executable, "-m", "mss_cli", "separate", "-", "--like", "like_1.wav", "-o", "-"]
+    command += ["--weights", str(tiny_weights)]
     with open("song.wav", "rb") as src:
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mss_cli",
-                "separate",
-                "-",
-                "--like",
-                "like_1.wav",
-                "-o",
-                "-",
-                "--weights",
-                str(tiny_weights),
-            ],
+            command,
             stdin=src,
             capture_output=True,
             env=env,
@@ -267,19 +257,7 @@ def test_stdin_to_stdout_pipe(workdir, tiny_weights):
     assert np.abs(piped).max() > 1e-3
     # Garbage on stdin: one error line that calls it "-", not the temporary file it was spooled to.
     bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mss_cli",
-            "separate",
-            "-",
-            "--like",
-            "like_1.wav",
-            "-o",
-            "-",
-            "--weights",
-            str(tiny_weights),
-        ],
+        command,
         input=b"not audio at all" * 100,
         capture_output=True,
         env=env,
@@ -291,20 +269,8 @@ def test_stdin_to_stdout_pipe(workdir, tiny_weights):
 
 
 def test_profiles_are_saved_listed_and_reused(capsys, workdir, tiny_weights, tmp_path_factory):
-    code, _, err = run(
-        capsys,
-        "embed",
-        "--like",
-        "like_1.wav",
-        "like_2.flac",
-        "--not",
-        "not_1.wav",
-        "-o",
-        "tones",
-        "--weights",
-        str(tiny_weights),
-        "--quiet",
-    )
+    clips = ["--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav"]
+    code, _, err = run(capsys, "embed", *clips, "-o", "tones", "--weights", str(tiny_weights), "--quiet")
     assert code == 0, err
     code, out, _ = run(capsys, "profiles", "--json")
     row = json.loads(out)
@@ -315,29 +281,9 @@ def test_profiles_are_saved_listed_and_reused(capsys, workdir, tiny_weights, tmp
     )
     assert mode_of(row["path"]) == new_file_mode()  # not the private 0600 safetensors' writer gives
     assert separate(capsys, tiny_weights, "song.wav", "--profile", "tones", "-o", "a")[0] == 0
-    assert (
-        separate(
-            capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "like_2.flac", "--not", "not_1.wav", "-o", "b"
-        )[0]
-        == 0
-    )
+    assert separate(capsys, tiny_weights, "song.wav", *clips, "-o", "b")[0] == 0
     assert Path("a/song/target.wav").read_bytes() == Path("b/song/target.wav").read_bytes()  # suppression kept
-    assert (
-        separate(
-            capsys,
-            tiny_weights,
-            "song.wav",
-            "--like",
-            "like_1.wav",
-            "like_2.flac",
-            "--not",
-            "not_1.wav",
-            "-o",
-            "d",
-            "--no-suppress",
-        )[0]
-        == 0
-    )
+    assert separate(capsys, tiny_weights, "song.wav", *clips, "-o", "d", "--no-suppress")[0] == 0
     assert Path("a/song/target.wav").read_bytes() != Path("d/song/target.wav").read_bytes()
     other = build_tiny_weights(tmp_path_factory.mktemp("w2") / "other.safetensors", seed=1)
     code, _, err = separate(capsys, other, "song.wav", "--profile", "tones", "-o", "c")
@@ -443,36 +389,18 @@ def test_class_name_with_clips_averages_the_two_models(capsys, workdir, tiny_wei
         assert code == 0, err
         return sf.read("separated/song/target.wav")[0]
 
+    with_bass = ["--class", "bass", "--weights", str(tiny_weights), "--baseline", str(tiny_classcond_weights)]
     for negatives in ([], ["--not", "not_1.wav"]):
         fewshot = target("--like", "like_1.wav", *negatives, "--weights", str(tiny_weights))
         baseline = target("--class", "bass", "--weights", str(tiny_classcond_weights))
-        both = target(
-            "--like",
-            "like_1.wav",
-            *negatives,
-            "--class",
-            "bass",
-            "--weights",
-            str(tiny_weights),
-            "--baseline",
-            str(tiny_classcond_weights),
-        )
+        both = target("--like", "like_1.wav", *negatives, *with_bass)
         np.testing.assert_allclose(both, (fewshot + baseline) / 2, atol=1e-4)
     # A profile takes the place of the clips.
     assert (
         run(capsys, "embed", "--like", "like_1.wav", "-o", "./guitar.safetensors", "--weights", str(tiny_weights))[0]
         == 0
     )
-    from_profile = target(
-        "--profile",
-        "./guitar.safetensors",
-        "--class",
-        "bass",
-        "--weights",
-        str(tiny_weights),
-        "--baseline",
-        str(tiny_classcond_weights),
-    )
+    from_profile = target("--profile", "./guitar.safetensors", *with_bass)
     np.testing.assert_allclose(
         from_profile, (target("--like", "like_1.wav", "--weights", str(tiny_weights)) + baseline) / 2, atol=1e-4
     )
