@@ -31,6 +31,11 @@ class InstrumentClass:
     def is_drums(self) -> bool:
         return self.name == "drums"
 
+    @property
+    def recorded_only(self) -> bool:
+        """A class no soundfont renders (vocals): its stems come only from recordings."""
+        return not self.programs and not self.is_drums
+
 
 @dataclass(frozen=True)
 class Taxonomy:

@@ -130,6 +130,15 @@ def train(
         "--hide-unseen",
         help="Leave the unseen classes out of training mixtures too (by default they are interferers, never targets).",
     ),
+    real: list[Path] = typer.Option(
+        [],
+        "--real",
+        help="A recorded-stem dataset (mss-research data real) to train on beside --data; repeat for several. "
+        "Its held-out songs, if any, are validated on.",
+    ),
+    real_share: float = typer.Option(
+        0.5, "--real-share", min=0.0, max=1.0, help="How often an episode's target comes from the --real datasets."
+    ),
     workers: int = typer.Option(
         0,
         "--workers",
@@ -165,6 +174,8 @@ def train(
         checkpoint_every=checkpoint_every,
         workers=workers,
         hide_unseen=hide_unseen,
+        real=[str(r) for r in real],
+        real_share=real_share,
         film=film,
         dropout=dropout,
     )
@@ -185,18 +196,31 @@ def train(
 
 @data_app.command("real")
 def data_real(
-    source: Path = typer.Argument(..., help="Folder of MUSDB18 .stem.mp4 previews (searched recursively)."),
+    source: Path = typer.Argument(..., help="Folder of the recordings (searched recursively)."),
     out: Path = typer.Option(..., "--out", help="Dataset folder for the decoded stems."),
-    held_out: int = typer.Option(24, "--held-out", min=0, help="Songs kept for evaluation (the 'real' split)."),
+    kind: str = typer.Option(
+        "musdb",
+        "--kind",
+        help="What SOURCE holds: musdb (MUSDB18 .stem.mp4 previews), everything-is-free or urmp "
+        "(one folder per song, one file per part).",
+    ),
+    held_out: int = typer.Option(24, "--held-out", min=0, help="Songs kept for evaluation (the 'real' split; musdb)."),
     all_held_out: bool = typer.Option(
         False, "--all-held-out", help="Every song in the 'real' split (MUSDB18's test split: evaluation only)."
     ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """Decode real multitrack stems (MUSDB18 previews) into a dataset: held-out songs for evaluation."""
-    from mss_research.data.realstems import import_musdb
+    """Decode real multitrack stems into a dataset: MUSDB18 songs split into training and held-out
+    evaluation songs; the other sources' songs all for training."""
+    from mss_research.data.realstems import MULTITRACK_SOURCES, import_multitrack, import_musdb
 
-    print(json.dumps(import_musdb(source, out, None if all_held_out else held_out, seed)))
+    if kind == "musdb":
+        print(json.dumps(import_musdb(source, out, None if all_held_out else held_out, seed)))
+    elif kind in MULTITRACK_SOURCES:
+        pattern, class_of = MULTITRACK_SOURCES[kind]
+        print(json.dumps(import_multitrack(source, out, class_of, pattern, kind)))
+    else:
+        raise UsageError(f"--kind {kind}: one of musdb, {', '.join(MULTITRACK_SOURCES)}")
 
 
 @app.command("eval")
@@ -216,6 +240,9 @@ def evaluate_command(
     method: list[str] | None = typer.Option(
         None, "--method", help='Run only this method, e.g. "few-shot, 5 positives" (repeatable; default: all).'
     ),
+    group: list[str] | None = typer.Option(
+        None, "--group", help='Run only this group, e.g. "real recordings" (repeatable; default: all).'
+    ),
     against: Path | None = typer.Option(
         None,
         "--against",
@@ -233,7 +260,9 @@ def evaluate_command(
     earlier = (str(against), report.load_cases(against)) if against else None
     model = load_model_for(weights, "cpu", threads)
     base = load_model_for(baseline or shipped_weights(BASELINE_WEIGHTS), "cpu")
-    cases = paper_eval.evaluate(data, model, base, episodes, seed, progress=say, methods=method or (), real=real)
+    cases = paper_eval.evaluate(
+        data, model, base, episodes, seed, progress=say, methods=method or (), real=real, groups=group or ()
+    )
     print(
         report.save(cases, out, recorded_command("mss-research"), earlier, paper_eval.COMPARISONS, paper_eval.SETTING)
     )

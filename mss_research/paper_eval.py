@@ -184,13 +184,22 @@ def episodes_for(root: str | Path, group: str, count: int, seed: int) -> list[Ep
 
 
 def group_episodes(
-    root: str | Path, count: int, seed: int, progress: Callable[[str], None] = print, real: str | Path | None = None
+    root: str | Path,
+    count: int,
+    seed: int,
+    progress: Callable[[str], None] = print,
+    real: str | Path | None = None,
+    groups: Sequence[str] = (),
 ) -> Iterator[tuple[str, list[Episode]]]:
     """Each group's fixed episodes (``episodes_for``): the synthetic groups from ``root``, the real
     recordings from ``real``. A group the data has no usable stems for (a small or custom render may
     lack a split; no ``real`` dataset given) is skipped with a note, so one missing group does not
-    end a run that has the others."""
-    for group in GROUPS:
+    end a run that has the others. ``groups`` names the groups to run (default: all); a group's
+    episodes are the same whichever others run."""
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise UsageError(f"no group {unknown[0]!r}; the groups are: {'; '.join(GROUPS)}")
+    for group in groups or GROUPS:
         if group == REAL and real is None:
             progress(f"skipping {group}: no real-stem dataset given (--real)")
             continue
@@ -211,6 +220,7 @@ def evaluate(
     progress: Callable[[str], None] = print,
     methods: Sequence[str] = (),
     real: str | Path | None = None,
+    groups: Sequence[str] = (),
 ) -> list[Case]:
     """Run every method (or those named in ``methods``) on fixed episodes of each group, the real
     recordings' from the ``real`` dataset if given (deterministic for a seed: a later run with
@@ -235,7 +245,7 @@ def evaluate(
         raise UsageError(f"no method {unknown[0]!r} here; the methods are: {'; '.join(every)}")
     chosen = {m: every[m] for m in methods} if methods else every
     cases: list[Case] = []
-    for group, eps in group_episodes(root, episodes, seed, progress, real):
+    for group, eps in group_episodes(root, episodes, seed, progress, real, groups):
         started = time.time()
         for index, e in enumerate(eps):
             floor = bss_sdr(e.target, e.mixture)

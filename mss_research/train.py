@@ -28,6 +28,7 @@ from mss_cli.metrics import sdr
 from mss_cli.model import ConditionedUNet, ModelConfig
 from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.episodes import Episode, EpisodeSampler, collate
+from mss_research.data.realstems import REAL_TARGETS
 from mss_research.data.render import dataset_taxonomy_version
 
 
@@ -59,6 +60,8 @@ class TrainConfig:
     distill_weight: float = 1.0
     contrast_weight: float = 0.0  # weight of the example-contrast term (few-shot only; see TrainStep)
     hide_unseen: bool = False  # leave unseen classes out of training mixtures too (EpisodeSampler)
+    real: list[str] = field(default_factory=list)  # recorded-stem datasets (mss-research data real) trained on too
+    real_share: float = 0.5  # how often an episode's target comes from them (split evenly among them)
 
 
 class TrainStep(nn.Module):
@@ -264,6 +267,8 @@ LOG_COLUMNS = [
     "val_sdri_unseen",
     "contrast",
     "lr",
+    "val_sdri_real",
+    "val_sdri_real_neg",
 ]
 
 # Loss terms besides -SDR that a run may add, logged in their own column when enabled.
@@ -348,6 +353,27 @@ def unseen_validation(cfg: TrainConfig, segment: int) -> list[Episode]:
     return [sampler.sample(positives=5, negatives=0) for _ in range(cfg.val_episodes)]
 
 
+def real_validation(cfg: TrainConfig, segment: int) -> list[Episode]:
+    """Validation episodes of held-out real songs (the ``real`` split of the first --real dataset
+    that has one), examples from the other held-out songs: the group model choices are made on."""
+    for folder in cfg.real:
+        try:
+            sampler = EpisodeSampler(folder, "real", segment, 3 * SAMPLE_RATE, targets=REAL_TARGETS, seed=5678)
+        except ValueError:
+            continue
+        return [sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)]
+    return []
+
+
+def training_sources(cfg: TrainConfig) -> tuple[list[str], list[float]]:
+    """The dataset folders training draws from and each one's share of episode targets."""
+    if not cfg.real:
+        return [cfg.data], [1.0]
+    if not 0.0 <= cfg.real_share <= 1.0:
+        raise UsageError(f"--real-share {cfg.real_share}: between 0 and 1")
+    return [cfg.data, *cfg.real], [1.0 - cfg.real_share] + [cfg.real_share / len(cfg.real)] * len(cfg.real)
+
+
 def resume_log(log_path: Path, step: int) -> dict[str, str]:
     """Trim the log to the checkpoint's step and return its last row (empty if none).
 
@@ -372,6 +398,14 @@ def resume_log(log_path: Path, step: int) -> dict[str, str]:
 
         write_atomically(log_path, write)
     return kept[-1] if kept else {}
+
+
+# Validation groups a run has only with the data for them: log column -> curve label.
+OPTIONAL_VALIDATION = {
+    "val_sdri_unseen": "unseen classes, 5 positives",
+    "val_sdri_real": "real recordings, 5 positives",
+    "val_sdri_real_neg": "real, 5 positives + 5 negatives",
+}
 
 
 def plot_curve(log_path: Path, png_path: Path) -> None:
@@ -414,13 +448,10 @@ def plot_curve(log_path: Path, png_path: Path) -> None:
                 [float(r["val_sdri_neg"]) for r in neg],
                 label="seen, 5 positives + 5 negatives",
             )
-        unseen = [r for r in val if r.get("val_sdri_unseen")]
-        if unseen:
-            ax[1].plot(
-                [int(r["step"]) for r in unseen],
-                [float(r["val_sdri_unseen"]) for r in unseen],
-                label="unseen classes, 5 positives",
-            )
+        for column, label in OPTIONAL_VALIDATION.items():
+            got = [r for r in val if r.get(column)]
+            if got:
+                ax[1].plot([int(r["step"]) for r in got], [float(r[column]) for r in got], label=label)
         ax[1].set(xlabel="step", ylabel="median SDRi (dB, val)")
         ax[1].legend()
     fig.tight_layout()
@@ -498,6 +529,7 @@ def train(cfg: TrainConfig) -> Path:
     val_sampler = EpisodeSampler(cfg.data, "val", segment, 3 * SAMPLE_RATE, seed=1234)
     val_set = [val_sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)] if rank == 0 else []
     val_unseen = unseen_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
+    val_real = real_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
     new_log = not log_path.exists()
     log = log_path.open("a", newline="")
     writer = csv.DictWriter(log, LOG_COLUMNS)
@@ -544,6 +576,11 @@ def train(cfg: TrainConfig) -> Path:
                     _, v_unseen = validate(model, val_unseen, use_negatives=False)
                     row["val_sdri_unseen"] = f"{v_unseen:.3f}"
                     report += f" unseen classes {v_unseen:.2f}"
+                if val_real:
+                    _, v_real = validate(model, val_real, use_negatives=False)
+                    _, v_real_neg = validate(model, val_real, use_negatives=True)
+                    row.update(val_sdri_real=f"{v_real:.3f}", val_sdri_real_neg=f"{v_real_neg:.3f}")
+                    report += f" real {v_real:.2f} (+neg {v_real_neg:.2f})"
                 print(report, flush=True)
             if step % 10 == 0 or row["val_sdr"]:
                 writer.writerow(row)
@@ -574,13 +611,15 @@ class EpisodeBatches(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
+        folders, shares = training_sources(self.cfg)
         sampler = EpisodeSampler(
-            self.cfg.data,
+            folders,
             "train",
             self.segment,
             3 * SAMPLE_RATE,
             seed=self.seed + 1_000_003 * worker,
             hide_unseen=self.cfg.hide_unseen,
+            shares=shares,
         )
         while True:
             sampler.example = int(sampler.rng.choice(self.cfg.example_seconds) * self.sample_rate)

@@ -114,3 +114,20 @@ def tiny_dataset(tmp_path_factory, tiny_dataset_plan) -> Path:
     root = tmp_path_factory.mktemp("data")
     build(root, **tiny_dataset_plan, jobs=2, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_real_dataset(tmp_path_factory) -> Path:
+    """Recorded stems as ``mss-research data real`` lays them out, with tones for audio: three
+    training songs and two held-out ones (the ``real`` split), each with drums, bass, other and vocals."""
+    from mss_research.data.realstems import write_stems
+
+    root = tmp_path_factory.mktemp("real")
+    freqs = {"drums": 70.0, "bass": 55.0, "other": 660.0, "vocals": 330.0}
+    for i in range(5):
+        stems = {
+            cls: (tone(4.0, freq=freq * (1 + 0.05 * i), seed=10 * i + j) * 8000).astype(np.int16)
+            for j, (cls, freq) in enumerate(freqs.items())
+        }
+        write_stems(root, f"song-{i}", stems, "tones", "real" if i >= 3 else "train")
+    return root

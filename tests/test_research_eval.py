@@ -10,6 +10,7 @@ import pytest
 from conftest import tone
 
 from mss_cli import report
+from mss_cli.errors import UsageError
 from mss_cli.evaluate import bss_sdr
 from mss_cli.weights import load_model
 from mss_research import paper_eval as pe
@@ -143,3 +144,14 @@ def test_group_episodes_skips_a_group_the_data_cannot_serve(tiny_dataset, monkey
     assert "empty split" not in served and any(n.startswith("skipping empty split:") for n in notes)
     assert "seen" in served and all(len(eps) == 2 for eps in served.values())
     assert len(served) + len(notes) == len(pe.GROUPS)
+
+
+def test_groups_can_be_chosen_and_keep_their_episodes(tiny_dataset, tiny_real_dataset):
+    """--group runs the named groups only, with the same episodes as a run of every group."""
+    every = dict(pe.group_episodes(tiny_dataset, 2, 1, lambda _: None, tiny_real_dataset))
+    chosen = dict(pe.group_episodes(tiny_dataset, 2, 1, lambda _: None, tiny_real_dataset, groups=[pe.REAL]))
+    assert list(chosen) == [pe.REAL]
+    assert [e.work for e in chosen[pe.REAL]] == [e.work for e in every[pe.REAL]]
+    assert np.array_equal(chosen[pe.REAL][0].mixture, every[pe.REAL][0].mixture)
+    with pytest.raises(UsageError, match="no group 'loud'"):
+        list(pe.group_episodes(tiny_dataset, 2, 1, groups=["loud"]))

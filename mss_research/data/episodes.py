@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.render import read_manifest
 
 SILENCE_RMS = 3e-3
+SAME_SOURCE = 0.75  # how often example clips come from the target's own dataset folder
 
 
 def rms(x: np.ndarray) -> float:
@@ -44,7 +46,7 @@ class EpisodeSampler:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | Sequence[str | Path],
         split: str,
         segment: int,
         example: int,
@@ -53,19 +55,31 @@ class EpisodeSampler:
         targets: str | tuple[str, ...] = "seen",
         seed: int = 0,
         hide_unseen: bool = False,
+        shares: Sequence[float] | None = None,
     ) -> None:
-        """``hide_unseen`` leaves the unseen classes' stems out of the mixtures too, so that training
+        """``root``: one dataset folder, or several (synthetic renders and recorded stems) drawn from
+        together: ``shares`` (one per folder, default equal) is how often an episode's target comes
+        from each. A mixture is always one work's stems; example clips come from the target's own
+        folder with probability ``SAME_SOURCE`` (as a user's clips of a real recording are real), else
+        from any folder with that class.
+
+        ``hide_unseen`` leaves the unseen classes' stems out of the mixtures too, so that training
         never hears them. Otherwise they are interferers: never a target, always to be removed, which
         is what a separator then learns to do with them, whatever its examples ask for (`experiments/gpu-run.md`).
 
         ``targets``: "seen", "unseen" or "all" of the taxonomy's classes, or the class names
         themselves (real stems: drums, bass, vocals; classes outside the taxonomy get class id -1)."""
-        self.root = Path(root)
+        self.roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
         self.segment, self.example = segment, example
         self.max_positives, self.max_negatives = max_positives, max_negatives
         self.taxonomy = load_taxonomy()
         self.rng = random.Random(seed)
-        rows = [r for r in read_manifest(self.root) if r["split"] == split]
+        rows = [
+            {**r, "root": i}
+            for i, folder in enumerate(self.roots)
+            for r in read_manifest(folder)
+            if r["split"] == split
+        ]
         if hide_unseen:
             rows = [r for r in rows if r["class"] not in self.taxonomy.unseen]
         allowed = set(
@@ -90,8 +104,15 @@ class EpisodeSampler:
             if r["class"] in allowed and self._other_works(r["class"], w)
         ]
         if not self.targets:
-            raise ValueError(f"no usable target stems in split {split!r} of {root}")
-        self._cache: dict[str, np.ndarray] = {}
+            raise ValueError(f"no usable target stems in split {split!r} of {', '.join(map(str, self.roots))}")
+        shares = list(shares) if shares is not None else [1.0] * len(self.roots)
+        if len(shares) != len(self.roots) or min(shares) < 0:
+            raise ValueError("one non-negative share per dataset folder")
+        per_root = [[t for t in self.targets if t[1]["root"] == i] for i in range(len(self.roots))]
+        self._target_groups = [(group, share) for group, share in zip(per_root, shares) if group and share > 0]
+        if not self._target_groups:
+            raise ValueError("every dataset folder with targets has a share of 0")
+        self._cache: dict[tuple[int, str], np.ndarray] = {}
 
     def class_id(self, name: str) -> int:
         """The taxonomy's id of a class (the class-conditioned model's row), -1 for one it lacks."""
@@ -100,11 +121,19 @@ class EpisodeSampler:
     def _other_works(self, cls: str, work: str) -> list[dict]:
         return [r for r in self.by_class.get(cls, []) if r["work"] != work]
 
+    def _example_rows(self, cls: str, work: str, root: int) -> list[dict]:
+        """Stems of ``cls`` from works other than ``work`` to take example clips from: those of the
+        same folder (with probability ``SAME_SOURCE``, when it has any) or of every folder."""
+        rows = self._other_works(cls, work)
+        if len(self.roots) > 1 and self.rng.random() < SAME_SOURCE:  # one folder: no draw (seeds reproduce)
+            return [r for r in rows if r["root"] == root] or rows
+        return rows
+
     def _audio(self, row: dict) -> np.ndarray:
-        path = row["path"]
-        if path not in self._cache:
-            self._cache[path] = np.load(self.root / path, mmap_mode="r")
-        return self._cache[path]
+        key = (row["root"], row["path"])
+        if key not in self._cache:
+            self._cache[key] = np.load(self.roots[row["root"]] / row["path"], mmap_mode="r")
+        return self._cache[key]
 
     def _channel(self, audio: np.ndarray, start: int, length: int, channel: int) -> np.ndarray:
         """One channel (0, 1) or the mid (2) of a stem segment, float32, zero-padded to ``length``."""
@@ -140,7 +169,11 @@ class EpisodeSampler:
     def sample(self, positives: int | None = None, negatives: int | None = None) -> Episode:
         rng = self.rng
         while True:
-            work, target_row = rng.choice(self.targets)
+            if len(self._target_groups) == 1:  # one draw, as a one-folder sampler always made
+                work, target_row = rng.choice(self._target_groups[0][0])
+            else:
+                groups, shares = zip(*self._target_groups)
+                work, target_row = rng.choice(rng.choices(groups, shares)[0])
             stems = self.works[work]
             length = self._audio(target_row).shape[0]
             start = rng.randrange(max(1, length - self.segment))
@@ -163,7 +196,9 @@ class EpisodeSampler:
             peak = np.abs(mixture).max()
             scale = rng.uniform(0.2, 1.0) / peak if peak > 0 else 1.0
             k = positives if positives is not None else rng.choice([1, 2, 3, 3, 4, 5, 5, 5][: self.max_positives + 3])
-            pos, pos_works = self._examples(self._other_works(target_row["class"], work), min(k, self.max_positives))
+            root = target_row["root"]
+            pos_rows = self._example_rows(target_row["class"], work, root)
+            pos, pos_works = self._examples(pos_rows, min(k, self.max_positives))
             if not pos:
                 continue
             if negatives is not None:
@@ -175,7 +210,7 @@ class EpisodeSampler:
             used: list[str] = []
             for i in range(m if neg_classes else 0):
                 cls = neg_classes[i % len(neg_classes)]
-                clip, _ = self._examples(self._other_works(cls, work), 1)
+                clip, _ = self._examples(self._example_rows(cls, work, root), 1)
                 if clip:
                     neg += clip
                     used.append(cls)

@@ -309,7 +309,9 @@ def corpus_work(
         pitches = sorted(n.pitch for n in notes)
         lo, hi = pitches[len(pitches) // 10], pitches[-1 - len(pitches) // 10]
         options = [
-            c for c in taxonomy.classes if not c.is_drums and c.name not in used and c.low <= lo and hi <= c.high
+            c
+            for c in taxonomy.classes
+            if not c.is_drums and not c.recorded_only and c.name not in used and c.low <= lo and hi <= c.high
         ]
         if not options:
             continue
