@@ -139,6 +139,14 @@ def train(
     real_share: float = typer.Option(
         0.5, "--real-share", min=0.0, max=1.0, help="How often an episode's target comes from the --real datasets."
     ),
+    production: float = typer.Option(
+        0.0,
+        "--production",
+        min=0.0,
+        max=1.0,
+        help="How often a rendered stem or example clip goes through random production effects "
+        "(EQ, compression, amp distortion, modulation, reverb).",
+    ),
     workers: int = typer.Option(
         0,
         "--workers",
@@ -176,6 +184,7 @@ def train(
         hide_unseen=hide_unseen,
         real=[str(r) for r in real],
         real_share=real_share,
+        production=production,
         film=film,
         dropout=dropout,
     )

@@ -62,6 +62,7 @@ class TrainConfig:
     hide_unseen: bool = False  # leave unseen classes out of training mixtures too (EpisodeSampler)
     real: list[str] = field(default_factory=list)  # recorded-stem datasets (mss-research data real) trained on too
     real_share: float = 0.5  # how often an episode's target comes from them (split evenly among them)
+    production: float = 0.0  # how often a rendered stem or clip gets random production effects (EpisodeSampler)
 
 
 class TrainStep(nn.Module):
@@ -620,6 +621,7 @@ class EpisodeBatches(torch.utils.data.IterableDataset):
             seed=self.seed + 1_000_003 * worker,
             hide_unseen=self.cfg.hide_unseen,
             shares=shares,
+            production=self.cfg.production,
         )
         while True:
             sampler.example = int(sampler.rng.choice(self.cfg.example_seconds) * self.sample_rate)

@@ -255,3 +255,36 @@ def test_several_folders_are_drawn_by_their_shares(tiny_dataset, tiny_real_datas
     assert 0.35 < share < 0.65
     with pytest.raises(ValueError, match="share"):
         EpisodeSampler([tiny_dataset, tiny_real_dataset], "train", 44100, 22050, shares=[1.0])
+
+
+def test_production_effects_change_rendered_stems_and_keep_their_level(tiny_dataset, tiny_real_dataset, monkeypatch):
+    """--production: rendered stems and clips come through random effects chains at their own RMS;
+    recorded stems never do (they are produced already)."""
+    import random
+
+    from mss_research.data import production
+
+    x = np.random.default_rng(0).standard_normal(44100).astype(np.float32) * 0.1
+    outs = [production.produce(x, "electric_guitar", random.Random(seed)) for seed in range(8)]
+    assert all(o.shape == x.shape and o.dtype == np.float32 for o in outs)
+    assert all(abs(np.sqrt(np.mean(o**2)) / np.sqrt(np.mean(x**2)) - 1) < 1e-3 for o in outs)
+    assert sum(not np.allclose(o, x) for o in outs) >= 6  # (a chain may be empty)
+
+    calls: list[str] = []
+    real_produce = production.produce
+    monkeypatch.setattr(production, "produce", lambda a, cls, rng: calls.append(cls) or real_produce(a, cls, rng))
+
+    def episodes(root, share):
+        sampler = EpisodeSampler(root, "train", 44100, 22050, seed=5, production=share)
+        return [sampler.sample(positives=2, negatives=1) for _ in range(6)]
+
+    episodes(tiny_dataset, 0.0)
+    assert not calls
+    produced = episodes(tiny_dataset, 1.0)
+    # every mixture stem and every example clip: at least target + one other + 2 positives each
+    assert len(calls) >= 4 * len(produced)
+    assert {e.target_class for e in produced} <= set(calls)
+    calls.clear()
+    recorded = episodes(tiny_real_dataset, 1.0)
+    assert not calls
+    assert all(np.array_equal(a.mixture, b.mixture) for a, b in zip(recorded, episodes(tiny_real_dataset, 0.0)))

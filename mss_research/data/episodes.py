@@ -56,12 +56,16 @@ class EpisodeSampler:
         seed: int = 0,
         hide_unseen: bool = False,
         shares: Sequence[float] | None = None,
+        production: float = 0.0,
     ) -> None:
         """``root``: one dataset folder, or several (synthetic renders and recorded stems) drawn from
         together: ``shares`` (one per folder, default equal) is how often an episode's target comes
         from each. A mixture is always one work's stems; example clips come from the target's own
         folder with probability ``SAME_SOURCE`` (as a user's clips of a real recording are real), else
         from any folder with that class.
+
+        ``production``: how often a rendered stem or clip goes through a random chain of production
+        effects (``production.produce``); recorded stems are produced already.
 
         ``hide_unseen`` leaves the unseen classes' stems out of the mixtures too, so that training
         never hears them. Otherwise they are interferers: never a target, always to be removed, which
@@ -72,6 +76,7 @@ class EpisodeSampler:
         self.roots = [Path(root)] if isinstance(root, (str, Path)) else [Path(r) for r in root]
         self.segment, self.example = segment, example
         self.max_positives, self.max_negatives = max_positives, max_negatives
+        self.production = production
         self.taxonomy = load_taxonomy()
         self.rng = random.Random(seed)
         rows = [
@@ -144,6 +149,15 @@ class EpisodeSampler:
             mono = seg[:, channel].astype(np.float32) * np.float32(1 / 32768)
         return np.pad(mono, (0, length - mono.shape[0]))
 
+    def _produced(self, audio: np.ndarray, row: dict) -> np.ndarray:
+        """``audio`` of a stem, through production effects as often as ``production`` asks when the
+        stem is rendered (a recorded one has no GM program: -1). No draw at all when production is 0."""
+        if self.production and row["program"] >= 0 and self.rng.random() < self.production:
+            from mss_research.data.production import produce
+
+            return produce(audio, row["class"], self.rng)
+        return audio
+
     def _active_clip(self, row: dict, length: int, tries: int = 8) -> np.ndarray | None:
         """A non-silent clip of ``length`` samples of a stem, mono (examples are embedded in mono)."""
         audio = self._audio(row)
@@ -151,7 +165,7 @@ class EpisodeSampler:
             start = self.rng.randrange(max(1, audio.shape[0] - length))
             clip = self._channel(audio, start, length, 2)
             if rms(clip) > SILENCE_RMS:
-                return clip
+                return self._produced(clip, row)
         return None
 
     def _examples(self, rows: list[dict], count: int) -> tuple[list[np.ndarray], list[str]]:
@@ -181,6 +195,7 @@ class EpisodeSampler:
             target = self._channel(self._audio(target_row), start, self.segment, channel)
             if rms(target) < SILENCE_RMS:
                 continue
+            target = self._produced(target, target_row)
             others = [r for r in stems if r is not target_row and rng.random() > 0.2]
             if not others:
                 continue
@@ -189,7 +204,7 @@ class EpisodeSampler:
             mixture = target.copy()
             present: list[str] = []
             for r, g in zip(others, gains):
-                part = self._channel(self._audio(r), start, self.segment, channel) * g
+                part = self._produced(self._channel(self._audio(r), start, self.segment, channel), r) * g
                 mixture += part
                 if rms(part) > SILENCE_RMS:
                     present.append(r["class"])
