@@ -29,6 +29,11 @@ def _on_signal(signum: int, frame: object) -> None:
         return  # already stopping: let the cleanup finish
     _received.append(signum)
     STOP.set()
+    # Ignored at the OS level from here on: Python resets its own handlers to the default while the
+    # interpreter shuts down, and a second Ctrl-C landing then would kill the process by SIGINT
+    # instead of letting it exit with its code. (SIGKILL still ends a cleanup that hangs.)
+    for other in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
