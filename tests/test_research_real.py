@@ -82,6 +82,7 @@ def test_part_names_give_classes():
     assert {name: everything_is_free_class(Path(name)) for name in eif} == eif
     assert urmp_class(Path("AuSep_3_va_24_Pirates.wav")) == "viola"
     assert urmp_class(Path("AuSep_1_vn_12_Spring.wav")) == "violin"
+    assert urmp_class(Path("AuSep_5_db_39_Jerusalem.wav")) == "bass"  # the taxonomy's bass takes upright bass
     assert urmp_class(Path("AuMix_10_March_tpt_sax.wav")) is None  # the mix, not a part
 
 

@@ -48,7 +48,7 @@ EIF_DRUM_WORDS = {
 }  # fmt: skip
 EIF_UNSURE_WORDS = {"BREAK", "FILL", "BUILD", "CRUSH", "SCRATCH", "EDM"}
 EIF_TONAL_WORDS = {"PIANO", "PAD", "MELODY", "SYNTH", "KEYS", "ORGAN"}
-URMP_CLASSES = {"vn": "violin", "va": "viola", "vc": "cello", "db": "double_bass", "fl": "flute",
+URMP_CLASSES = {"vn": "violin", "va": "viola", "vc": "cello", "db": "bass", "fl": "flute",
                 "ob": "oboe", "cl": "clarinet", "sax": "sax", "bn": "bassoon", "tpt": "trumpet",
                 "hn": "french_horn", "tbn": "trombone", "tba": "tuba"}  # fmt: skip
 
