@@ -87,10 +87,9 @@ def write_stems(out: Path, work: str, stems: dict[str, np.ndarray], source: str,
     write_work_rows(out, work, rows)
 
 
-def work_id(path: Path) -> str:
-    """A stable id from the song's file name: ``musdb-artist-title``."""
-    name = path.name.removesuffix(".stem.mp4")
-    return "musdb-" + "".join(c.lower() if c.isalnum() else "-" for c in name).strip("-")
+def work_id(source: str, name: str) -> str:
+    """A stable id for a song from its source and file or folder name: ``musdb-artist-title``."""
+    return f"{source}-" + "".join(c.lower() if c.isalnum() else "-" for c in name).strip("-")
 
 
 def splits(songs: list[Path], held_out: int | None, seed: int) -> dict[Path, str]:
@@ -115,7 +114,7 @@ def import_musdb(source: str | Path, out: str | Path, held_out: int | None = 24,
     write_atomically(out / DATASET_FILE, lambda tmp: tmp.write_text(json.dumps(record)))
     done = {r["work"] for r in read_manifest(out)}
     for path, split in splits(songs, held_out, seed).items():
-        work = work_id(path)
+        work = work_id("musdb", path.name.removesuffix(".stem.mp4"))
         if work in done:
             continue
         stems = {cls: decode_stream(path, stream) for stream, cls in MUSDB_STREAMS.items()}
@@ -170,7 +169,7 @@ def import_multitrack(
     write_atomically(out / DATASET_FILE, lambda tmp: tmp.write_text(json.dumps({"source": name})))
     done = {r["work"] for r in read_manifest(out)}
     for folder, parts in songs.items():
-        work = f"{name}-" + "".join(c.lower() if c.isalnum() else "-" for c in folder.name).strip("-")
+        work = work_id(name, folder.name)
         if work in done:
             continue
         decoded = [(decode_stream(path, 0), cls) for path, cls in parts]
@@ -193,7 +192,7 @@ def import_multitrack(
 
 MULTITRACK_SOURCES = {
     # name: (files that are parts, their classes). Licences: Everything is Free CC0 1.0; URMP's
-    # recordings CC BY-NC-SA 4.0 (non-commercial: weights trained on them say so).
+    # terms: non-commercial research (weights trained on it must say so).
     "everything-is-free": ("*_mobile.m4a", everything_is_free_class),
     "urmp": ("AuSep_*.wav", urmp_class),
 }
