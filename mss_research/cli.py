@@ -76,6 +76,33 @@ def data_demo(
         print(path)
 
 
+@data_app.command("sampled")
+def data_sampled(
+    libraries: Path = typer.Argument(
+        ..., help="Folder holding the sample libraries of mss_research/data/libraries.json, one folder each."
+    ),
+    out: Path = typer.Option(..., "--out", help="Dataset folder."),
+    works: int = typer.Option(600, "--works", min=1),
+    backing: Path | None = typer.Option(
+        None,
+        "--backing",
+        help="A real-stem dataset (mss-research data real): its songs' drums, bass and vocals back the works.",
+    ),
+    held_out: bool = typer.Option(
+        False, "--held-out", help="Evaluation works: the held-out libraries over the backing's held-out songs."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", min=0.0, max=0.5),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1),
+) -> None:
+    """Render (or resume) works played on recorded-sample instruments, in rooms, over real backings."""
+    from mss_research.data.sampled import build_sampled
+
+    require("pysfizz", "train")
+    require("pedalboard", "train")
+    print(json.dumps(build_sampled(out, libraries, works, seed, backing, held_out, val_fraction, jobs)))
+
+
 @app.command()
 def train(
     data: Path = typer.Option(..., "--data", help="Dataset folder (mss-research data build)."),
@@ -139,6 +166,12 @@ def train(
     real_share: float = typer.Option(
         0.5, "--real-share", min=0.0, max=1.0, help="How often an episode's target comes from the --real datasets."
     ),
+    instruments: list[Path] = typer.Option(
+        [],
+        "--instruments",
+        help="A real-instrument dataset to validate on, never trained on (see mss-research eval --instruments); "
+        "repeat for several.",
+    ),
     production: float = typer.Option(
         0.0,
         "--production",
@@ -184,6 +217,7 @@ def train(
         hide_unseen=hide_unseen,
         real=[str(r) for r in real],
         real_share=real_share,
+        instruments=[str(i) for i in instruments],
         production=production,
         film=film,
         dropout=dropout,
@@ -215,19 +249,22 @@ def data_real(
     ),
     held_out: int = typer.Option(24, "--held-out", min=0, help="Songs kept for evaluation (the 'real' split; musdb)."),
     all_held_out: bool = typer.Option(
-        False, "--all-held-out", help="Every song in the 'real' split (MUSDB18's test split: evaluation only)."
+        False,
+        "--all-held-out",
+        help="Every song in the 'real' split, for evaluation only (MUSDB18's test split; URMP: research terms).",
     ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Decode real multitrack stems into a dataset: MUSDB18 songs split into training and held-out
-    evaluation songs; the other sources' songs all for training."""
+    evaluation songs; the other sources' songs all for training, or all held out (--all-held-out)."""
     from mss_research.data.realstems import MULTITRACK_SOURCES, import_multitrack, import_musdb
 
     if kind == "musdb":
         print(json.dumps(import_musdb(source, out, None if all_held_out else held_out, seed)))
     elif kind in MULTITRACK_SOURCES:
         pattern, class_of = MULTITRACK_SOURCES[kind]
-        print(json.dumps(import_multitrack(source, out, class_of, pattern, kind)))
+        split = "real" if all_held_out else "train"
+        print(json.dumps(import_multitrack(source, out, class_of, pattern, kind, split)))
     else:
         raise UsageError(f"--kind {kind}: one of musdb, {', '.join(MULTITRACK_SOURCES)}")
 
@@ -237,6 +274,12 @@ def evaluate_command(
     data: Path = typer.Option(..., "--data", help="A rendered dataset (mss-research data build)."),
     real: Path | None = typer.Option(
         None, "--real", help="A real-stem dataset (mss-research data real): adds the real-recordings group."
+    ),
+    instruments: list[Path] = typer.Option(
+        [],
+        "--instruments",
+        help="A real-instrument dataset (URMP imported with --all-held-out; mss-research data sampled --held-out): "
+        "adds the real-instrument and guitar groups; repeat for several.",
     ),
     out: Path = typer.Option(Path("docs"), "--out", "-o", help="Where evaluation.md, .jsonl and .png go."),
     episodes: int = typer.Option(30, "--episodes", min=1, help="Episodes per group (seen, unseen, unseen timbre)."),
@@ -270,7 +313,16 @@ def evaluate_command(
     model = load_model_for(weights, "cpu", threads)
     base = load_model_for(baseline or shipped_weights(BASELINE_WEIGHTS), "cpu")
     cases = paper_eval.evaluate(
-        data, model, base, episodes, seed, progress=say, methods=method or (), real=real, groups=group or ()
+        data,
+        model,
+        base,
+        episodes,
+        seed,
+        progress=say,
+        methods=method or (),
+        real=real,
+        groups=group or (),
+        instruments=instruments,
     )
     print(
         report.save(cases, out, recorded_command("mss-research"), earlier, paper_eval.COMPARISONS, paper_eval.SETTING)

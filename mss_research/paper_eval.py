@@ -31,17 +31,25 @@ from mss_cli.model import ModelConfig, Spectrogram
 from mss_cli.report import Case
 from mss_cli.separate import make_separator
 from mss_research.data.episodes import Episode, EpisodeSampler
+from mss_research.data.instruments import GUITARS, INSTRUMENT_TARGETS
 from mss_research.data.realstems import REAL_TARGETS
 
 REAL = "real recordings"
-# group -> (split, target classes); the real group's episodes come from a real-stem dataset
-# (``mss-research data real``: held-out songs, examples from other songs), the others' from the renders.
+INSTRUMENTS = "real instruments"
+GUITAR = "guitar in productions"
+# group -> (datasets, split, target classes). Datasets: "data" the renders (--data); "real" a
+# real-stem dataset (--real: held-out songs, examples from other songs); "instruments" the
+# real-instrument datasets (--instruments: URMP recordings imported with --all-held-out, held-out
+# libraries rendered over held-out songs with mss-research data sampled --held-out).
 GROUPS = {
-    "seen": ("val", "seen"),
-    "unseen": ("val", "unseen"),
-    "unseen timbre": ("timbre", "all"),
-    REAL: ("real", REAL_TARGETS),
+    "seen": ("data", "val", "seen"),
+    "unseen": ("data", "val", "unseen"),
+    "unseen timbre": ("data", "timbre", "all"),
+    REAL: ("real", "real", REAL_TARGETS),
+    INSTRUMENTS: ("instruments", "real", INSTRUMENT_TARGETS),
+    GUITAR: ("instruments", "real", GUITARS),
 }
+NMF = "NMF from 5 examples"
 SEGMENT_SECONDS = 6.0
 EXAMPLE_SECONDS = 3.0
 BASELINE = "class-conditioned baseline"
@@ -59,6 +67,8 @@ COMPARISONS = (
     (FEWSHOT_5 + AVERAGED, FEWSHOT_5),
     (FEWSHOT_5 + AVERAGED, BASELINE),
     (FEWSHOT_5_SUPPRESSED + AVERAGED, FEWSHOT_5_SUPPRESSED),
+    (FEWSHOT_5, NMF),
+    (FEWSHOT_5_SUPPRESSED, NMF),
 )
 
 
@@ -169,8 +179,8 @@ def score(group: str, index: int, method: str, episode: Episode, estimate: np.nd
     return Case(group, index, method, episode.target_class, value, si_sdr(episode.target, estimate), value - floor)
 
 
-def episodes_for(root: str | Path, group: str, count: int, seed: int) -> list[Episode]:
-    split, targets = GROUPS[group]
+def episodes_for(root: str | Path | Sequence[str | Path], group: str, count: int, seed: int) -> list[Episode]:
+    _, split, targets = GROUPS[group]
     sampler = EpisodeSampler(
         root,
         split,
@@ -190,21 +200,26 @@ def group_episodes(
     progress: Callable[[str], None] = print,
     real: str | Path | None = None,
     groups: Sequence[str] = (),
+    instruments: Sequence[str | Path] = (),
 ) -> Iterator[tuple[str, list[Episode]]]:
     """Each group's fixed episodes (``episodes_for``): the synthetic groups from ``root``, the real
-    recordings from ``real``. A group the data has no usable stems for (a small or custom render may
-    lack a split; no ``real`` dataset given) is skipped with a note, so one missing group does not
-    end a run that has the others. ``groups`` names the groups to run (default: all); a group's
-    episodes are the same whichever others run."""
+    recordings from ``real``, the real instruments from the ``instruments`` datasets together. A
+    group the data has no usable stems for (a small or custom render may lack a split; a dataset
+    not given) is skipped with a note, so one missing group does not end a run that has the others.
+    ``groups`` names the groups to run (default: all); a group's episodes are the same whichever
+    others run."""
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise UsageError(f"no group {unknown[0]!r}; the groups are: {'; '.join(GROUPS)}")
+    sources = {"data": root, "real": real, "instruments": list(instruments) or None}
+    flags = {"real": "--real", "instruments": "--instruments"}
     for group in groups or GROUPS:
-        if group == REAL and real is None:
-            progress(f"skipping {group}: no real-stem dataset given (--real)")
+        source = sources[GROUPS[group][0]]
+        if source is None:
+            progress(f"skipping {group}: no dataset given ({flags[GROUPS[group][0]]})")
             continue
         try:
-            episodes = episodes_for(real if group == REAL else root, group, count, seed)
+            episodes = episodes_for(source, group, count, seed)
         except ValueError as exc:
             progress(f"skipping {group}: {exc}")
             continue
@@ -221,14 +236,16 @@ def evaluate(
     methods: Sequence[str] = (),
     real: str | Path | None = None,
     groups: Sequence[str] = (),
+    instruments: Sequence[str | Path] = (),
 ) -> list[Case]:
     """Run every method (or those named in ``methods``) on fixed episodes of each group, the real
-    recordings' from the ``real`` dataset if given (deterministic for a seed: a later run with
+    recordings' from the ``real`` dataset and the real instruments' from the ``instruments``
+    datasets if given (deterministic for a seed: a later run with
     other weights sees the same episodes)."""
     every = {
         "mixture (floor)": lambda e: e.mixture,
         "oracle IRM (ceiling)": oracle_irm,
-        "NMF from 5 examples": nmf_baseline,
+        NMF: nmf_baseline,
         "few-shot, 1 positive": lambda e: fewshot(model, e, 1, 0),
         "few-shot, 3 positives": lambda e: fewshot(model, e, 3, 0),
         FEWSHOT_5: lambda e: fewshot(model, e, 5, 0),
@@ -245,7 +262,7 @@ def evaluate(
         raise UsageError(f"no method {unknown[0]!r} here; the methods are: {'; '.join(every)}")
     chosen = {m: every[m] for m in methods} if methods else every
     cases: list[Case] = []
-    for group, eps in group_episodes(root, episodes, seed, progress, real, groups):
+    for group, eps in group_episodes(root, episodes, seed, progress, real, groups, instruments):
         started = time.time()
         for index, e in enumerate(eps):
             floor = bss_sdr(e.target, e.mixture)

@@ -28,6 +28,7 @@ from mss_cli.metrics import sdr
 from mss_cli.model import ConditionedUNet, ModelConfig
 from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.episodes import Episode, EpisodeSampler, collate
+from mss_research.data.instruments import INSTRUMENT_TARGETS
 from mss_research.data.realstems import REAL_TARGETS
 from mss_research.data.render import dataset_taxonomy_version
 
@@ -62,6 +63,7 @@ class TrainConfig:
     hide_unseen: bool = False  # leave unseen classes out of training mixtures too (EpisodeSampler)
     real: list[str] = field(default_factory=list)  # recorded-stem datasets (mss-research data real) trained on too
     real_share: float = 0.5  # how often an episode's target comes from them (split evenly among them)
+    instruments: list[str] = field(default_factory=list)  # real-instrument datasets validated on, never trained on
     production: float = 0.0  # how often a rendered stem or clip gets random production effects (EpisodeSampler)
 
 
@@ -270,6 +272,8 @@ LOG_COLUMNS = [
     "lr",
     "val_sdri_real",
     "val_sdri_real_neg",
+    "val_sdri_instruments",
+    "val_sdri_instruments_neg",
 ]
 
 # Loss terms besides -SDR that a run may add, logged in their own column when enabled.
@@ -366,6 +370,20 @@ def real_validation(cfg: TrainConfig, segment: int) -> list[Episode]:
     return []
 
 
+def instrument_validation(cfg: TrainConfig, segment: int) -> list[Episode]:
+    """Validation episodes of the real-instrument datasets (``--instruments``: URMP's recordings,
+    held-out libraries over held-out songs), drawn with another seed than the evaluation's."""
+    if not cfg.instruments:
+        return []
+    try:
+        sampler = EpisodeSampler(
+            cfg.instruments, "real", segment, 3 * SAMPLE_RATE, targets=INSTRUMENT_TARGETS, seed=8765
+        )
+    except ValueError:
+        return []
+    return [sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)]
+
+
 def training_sources(cfg: TrainConfig) -> tuple[list[str], list[float]]:
     """The dataset folders training draws from and each one's share of episode targets."""
     if not cfg.real:
@@ -406,6 +424,8 @@ OPTIONAL_VALIDATION = {
     "val_sdri_unseen": "unseen classes, 5 positives",
     "val_sdri_real": "real recordings, 5 positives",
     "val_sdri_real_neg": "real, 5 positives + 5 negatives",
+    "val_sdri_instruments": "real instruments, 5 positives",
+    "val_sdri_instruments_neg": "real instruments, 5 positives + 5 negatives",
 }
 
 
@@ -531,6 +551,7 @@ def train(cfg: TrainConfig) -> Path:
     val_set = [val_sampler.sample(positives=5, negatives=5) for _ in range(cfg.val_episodes)] if rank == 0 else []
     val_unseen = unseen_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
     val_real = real_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
+    val_instruments = instrument_validation(cfg, segment) if rank == 0 and cfg.kind == "fewshot" else []
     new_log = not log_path.exists()
     log = log_path.open("a", newline="")
     writer = csv.DictWriter(log, LOG_COLUMNS)
@@ -582,6 +603,11 @@ def train(cfg: TrainConfig) -> Path:
                     _, v_real_neg = validate(model, val_real, use_negatives=True)
                     row.update(val_sdri_real=f"{v_real:.3f}", val_sdri_real_neg=f"{v_real_neg:.3f}")
                     report += f" real {v_real:.2f} (+neg {v_real_neg:.2f})"
+                if val_instruments:
+                    _, v_inst = validate(model, val_instruments, use_negatives=False)
+                    _, v_inst_neg = validate(model, val_instruments, use_negatives=True)
+                    row.update(val_sdri_instruments=f"{v_inst:.3f}", val_sdri_instruments_neg=f"{v_inst_neg:.3f}")
+                    report += f" instruments {v_inst:.2f} (+neg {v_inst_neg:.2f})"
                 print(report, flush=True)
             if step % 10 == 0 or row["val_sdr"]:
                 writer.writerow(row)

@@ -139,7 +139,7 @@ def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_data
 
 def test_group_episodes_skips_a_group_the_data_cannot_serve(tiny_dataset, monkeypatch):
     notes: list[str] = []
-    monkeypatch.setitem(pe.GROUPS, "empty split", ("test", "all"))  # the tiny render has no test split
+    monkeypatch.setitem(pe.GROUPS, "empty split", ("data", "test", "all"))  # the tiny render has no test split
     served = dict(pe.group_episodes(tiny_dataset, 2, 1, notes.append))
     assert "empty split" not in served and any(n.startswith("skipping empty split:") for n in notes)
     assert "seen" in served and all(len(eps) == 2 for eps in served.values())
@@ -155,3 +155,40 @@ def test_groups_can_be_chosen_and_keep_their_episodes(tiny_dataset, tiny_real_da
     assert np.array_equal(chosen[pe.REAL][0].mixture, every[pe.REAL][0].mixture)
     with pytest.raises(UsageError, match="no group 'loud'"):
         list(pe.group_episodes(tiny_dataset, 2, 1, groups=["loud"]))
+
+
+def test_real_instrument_groups_draw_from_every_instrument_dataset(tmp_path, tiny_dataset):
+    """The real-instrument group draws targets from all --instruments datasets (recordings and
+    held-out renders), the guitar group only guitars; a song's backing (drums) is never a target;
+    without --instruments both are skipped with a note."""
+    from conftest import tone
+
+    from mss_research.data.realstems import write_stems
+
+    parts = {"a": ("violin", "cello", "drums"), "b": ("acoustic_guitar", "piano", "drums")}
+    for name, classes in parts.items():
+        for song in range(3):
+            stems = {
+                cls: (tone(4.0, freq=110.0 * (i + 2) * (1 + 0.03 * song), seed=song * 7 + i) * 8000).astype(np.int16)
+                for i, cls in enumerate(classes)
+            }
+            write_stems(tmp_path / name, f"{name}-{song}", stems, "tones", "real")
+    notes: list[str] = []
+    served = dict(
+        pe.group_episodes(
+            tiny_dataset,
+            12,
+            1,
+            notes.append,
+            groups=[pe.INSTRUMENTS, pe.GUITAR],
+            instruments=[tmp_path / "a", tmp_path / "b"],
+        )
+    )
+    targets = {e.target_class for e in served[pe.INSTRUMENTS]}
+    assert targets <= {"violin", "cello", "acoustic_guitar", "piano"} and len(targets) >= 3
+    assert {e.work[0] for e in served[pe.INSTRUMENTS]} == {"a", "b"}
+    assert {e.target_class for e in served[pe.GUITAR]} == {"acoustic_guitar"}
+    for e in served[pe.INSTRUMENTS] + served[pe.GUITAR]:
+        assert e.work not in e.positive_works
+    skipped = dict(pe.group_episodes(tiny_dataset, 2, 1, notes.append, groups=[pe.INSTRUMENTS]))
+    assert not skipped and notes[-1] == f"skipping {pe.INSTRUMENTS}: no dataset given (--instruments)"

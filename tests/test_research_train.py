@@ -411,11 +411,28 @@ def test_fp16_export_keeps_values_beyond_its_range_in_float32(tmp_path):
 
 
 def test_training_draws_recorded_stems_and_validates_on_held_out_songs(tmp_path, tiny_dataset, tiny_real_dataset):
-    """--real: recorded stems join the synthetic data, and the held-out songs are a validation curve."""
+    """--real: recorded stems join the synthetic data, and the held-out songs are a validation curve;
+    --instruments: real-instrument recordings are another."""
+    from conftest import tone
+
+    from mss_research.data.realstems import write_stems
     from mss_research.train import training_sources
 
-    cfg = tiny_run(tiny_dataset, tmp_path / "run", real=[str(tiny_real_dataset)], real_share=0.4)
+    for song in range(3):  # a real-instrument dataset (--instruments): validated on, never trained on
+        stems = {
+            cls: (tone(4.0, freq=f * (1 + 0.05 * song), seed=song) * 8000).astype(np.int16)
+            for cls, f in (("violin", 440.0), ("cello", 130.0))
+        }
+        write_stems(tmp_path / "instruments", f"quartet-{song}", stems, "tones", "real")
+    cfg = tiny_run(
+        tiny_dataset,
+        tmp_path / "run",
+        real=[str(tiny_real_dataset)],
+        real_share=0.4,
+        instruments=[str(tmp_path / "instruments")],
+    )
     assert training_sources(cfg) == ([str(tiny_dataset), str(tiny_real_dataset)], [0.6, 0.4])
     train(cfg)
     row = next(csv.DictReader((tmp_path / "run" / "log.csv").open()))
     assert math.isfinite(float(row["val_sdri_real"])) and math.isfinite(float(row["val_sdri_real_neg"]))
+    assert math.isfinite(float(row["val_sdri_instruments"])) and math.isfinite(float(row["val_sdri_instruments_neg"]))
