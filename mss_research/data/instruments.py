@@ -203,6 +203,7 @@ class NoteSample:
     length: float
     velocity: int
     short: bool  # staccato
+    empty: bool  # a 0-byte file (the Philharmonia copy has one): listed, never chosen
 
 
 @cache
@@ -214,7 +215,16 @@ def note_samples(folder: Path) -> tuple[NoteSample, ...]:
         if not m or m.group(3) not in LENGTHS or m.group(4) not in DYNAMICS or m.group(5) not in PLAIN:
             continue
         pitch = 12 * (int(m.group(2)) + 1) + NOTE_NAMES[m.group(1)]
-        found.append(NoteSample(path, pitch, LENGTHS[m.group(3)], DYNAMICS[m.group(4)], "stacc" in m.group(5)))
+        found.append(
+            NoteSample(
+                path,
+                pitch,
+                LENGTHS[m.group(3)],
+                DYNAMICS[m.group(4)],
+                "stacc" in m.group(5),
+                path.stat().st_size == 0,
+            )
+        )
     return tuple(found)
 
 
@@ -251,6 +261,7 @@ class NotePlayer:
                 + abs(math.log2(s.length / max(0.1, note.duration)))
                 + (2 if s.short != (note.duration < 0.2) else 0)
                 + rng.random() * 0.5  # round robin among near equals
+                + (math.inf if s.empty else 0.0)
             )
 
         return min(samples, key=cost)
