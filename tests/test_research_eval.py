@@ -192,3 +192,23 @@ def test_real_instrument_groups_draw_from_every_instrument_dataset(tmp_path, tin
         assert e.work not in e.positive_works
     skipped = dict(pe.group_episodes(tiny_dataset, 2, 1, notes.append, groups=[pe.INSTRUMENTS]))
     assert not skipped and notes[-1] == f"skipping {pe.INSTRUMENTS}: no dataset given (--instruments)"
+
+
+def test_per_class_pairing_compares_the_same_episodes_class_by_class():
+    from mss_cli.report import Case
+    from mss_research.probes.classes_paired import per_class
+
+    def case(episode: int, method: str, cls: str, sdri: float) -> Case:
+        return Case("g", episode, method, cls, sdri, sdri, sdri)
+
+    ours = [
+        case(0, "m", "sax", 5.0),
+        case(1, "m", "sax", 1.0),
+        case(2, "m", "cello", 2.0),
+        case(2, "nmf", "cello", 3.0),
+    ]
+    ours += [case(0, "nmf", "sax", 4.0), case(1, "nmf", "sax", 3.0)]
+    assert per_class(ours, ours, "m", "nmf") == [("g", "cello", 1, -1.0, 0), ("g", "sax", 2, -0.5, 1)]
+    earlier = [case(0, "m", "sax", 0.0), case(1, "m", "flute", 0.0)]  # episode 1 is another target there
+    with pytest.raises(SystemExit, match="not the same episodes"):
+        per_class(ours, earlier, "m", "m")
