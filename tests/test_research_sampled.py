@@ -49,7 +49,7 @@ def sfz_library(
 
 def test_the_registry_names_licences_and_holds_out_one_library_per_family():
     libs = libraries()
-    assert all(lib.licence and "/" in lib.repo and lib.kind in ("sfz", "notes") for lib in libs)
+    assert all(lib.licence and "/" in lib.repo and lib.kind in ("sfz", "notes", "faust") for lib in libs)
     taxonomy = {c.name for c in load_taxonomy().classes}
     assert all(cls in taxonomy for lib in libs for cls in lib.programs)
     held = {cls for lib in libs if lib.held_out for cls in lib.programs}
@@ -66,6 +66,7 @@ def test_sfz_player_plays_notes_where_they_are_with_the_controls_set(tmp_path):
     lib = sfz_library(tmp_path)
     player = SfzPlayer(tmp_path)
     assert player.keys(lib, "inst.sfz") == list(range(48, 73))
+    player.render([Note(0.5, 0.3, 60, 100)], lib, "inst.sfz")  # a file's first playing streams it in
     audio = player.render([Note(0.5, 0.3, 60, 100), Note(1.5, 0.3, 67, 60)], lib, "inst.sfz")
     assert audio.dtype == np.float32 and audio.shape[1] == 2
     envelope = np.abs(audio).max(axis=1)
@@ -198,3 +199,21 @@ def test_held_out_works_use_only_held_out_libraries_over_held_out_songs(tmp_path
         else:
             assert "held.lib" not in {m["soundfont"].split("/")[0] for m in rendered}
             assert backing <= {"song-0", "song-1", "song-2"}
+
+
+@pytest.mark.slow  # compiling two Faust models takes half a minute
+def test_physical_models_play_violin_and_trumpet_lines():
+    pytest.importorskip("dawdreamer")
+    from mss_research.data.instruments import FaustPlayer
+
+    lib = next(lib for lib in libraries() if lib.kind == "faust")
+    assert {"violin", "trumpet"} <= set(lib.programs)
+    player = FaustPlayer("")
+    notes = [Note(0.3, 0.5, 67, 100), Note(0.9, 0.6, 72, 70)]
+    for program in ("violin", "brass"):
+        audio = player.render(notes, lib, program, vibrato=20.0, seed=1)
+        envelope = np.abs(audio).max(axis=1)
+        assert audio.shape[1] == 2 and envelope[: int(0.29 * SAMPLE_RATE)].max() < 1e-4
+        assert envelope[int(0.3 * SAMPLE_RATE) : int(1.6 * SAMPLE_RATE)].max() > 0.01  # a bow or lips take time
+        assert envelope[int(2.2 * SAMPLE_RATE) :].max() < 1e-3  # the notes end
+        np.testing.assert_array_equal(audio, player.render(notes, lib, program, vibrato=20.0, seed=1))

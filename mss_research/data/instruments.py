@@ -1,14 +1,15 @@
-"""Recorded-sample instruments: SFZ libraries played by sfizz, and libraries of single-note recordings.
+"""Real instruments for the renderer: SFZ libraries (sfizz), single-note recordings, physical models.
 
 General MIDI soundfonts give the model three timbres per class, recorded decades ago and played
 without expression; users' guitars, pianos, saxes and strings are real players on real instruments.
 The libraries listed in ``libraries.json`` are multi-sampled recordings of real instruments (velocity
-layers, round robins, release samples) that arrive whole through GitHub snapshots. Each entry
+layers, round robins, release samples) that arrive whole through GitHub snapshots, and physical
+models for the bowed and blown instruments no library here records. Each entry
 names its repository, the programs that play each taxonomy class, its licence and whether it is
 held out: a held-out library is never rendered into training or validation works, only into the
 evaluation's real-instrument group, as a timbre the model never heard.
 
-Two kinds of player:
+Three kinds of player:
 
 - ``SfzPlayer``: sfizz (``pysfizz``) in process, events placed sample-accurately inside 64-frame
   blocks, pitch bend for vibrato on held notes of monophonic parts.
@@ -16,10 +17,13 @@ Two kinds of player:
   (the Philharmonia Orchestra's samples). Each note plays the recording nearest in pitch (shifted by
   resampling when not exact), dynamic (from the velocity) and length, cut at the note's end with a
   release fade.
+- ``FaustPlayer``: Faust's physical models of bowed and blown instruments (violin, trumpet) in
+  DawDreamer, for instruments no library here records.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
@@ -54,8 +58,8 @@ class Library:
     name: str  # the entry's name (a library split in two, held out in part, has two entries)
     folder: str  # where its repository is checked out under the libraries root
     repo: str  # owner/name on GitHub
-    kind: str  # "sfz" or "notes"
-    programs: dict[str, tuple[str, ...]]  # class -> SFZ files (sfz) or sample folders (notes)
+    kind: str  # "sfz", "notes" or "faust"
+    programs: dict[str, tuple[str, ...]]  # class -> SFZ files (sfz), sample folders (notes) or models (faust)
     licence: str
     held_out: bool
     wrapper: str = ""  # SFZ text put before each program (``#define``s the program expects)
@@ -92,9 +96,11 @@ def available(root: str | Path, held_out: bool) -> dict[str, list[tuple[Library,
     for lib in libraries():
         if lib.held_out != held_out:
             continue
+        if lib.kind == "faust" and importlib.util.find_spec("dawdreamer") is None:
+            continue
         for cls, programs in lib.programs.items():
             for program in programs:
-                if Path(root, lib.folder, program).exists():
+                if lib.kind == "faust" or Path(root, lib.folder, program).exists():
                     out.setdefault(cls, []).append((lib, program))
     return out
 
@@ -292,12 +298,70 @@ class NotePlayer:
         return out
 
 
+# --- physical models -----------------------------------------------------------------------------
+
+# Faust's physical models (pm.NAME_ui_MIDI): the pitches each plays well.
+FAUST_KEYS = {"violin": (55, 100), "brass": (52, 84), "clarinet": (50, 89), "flute": (60, 96)}
+FAUST_VOICES = 4
+
+
+class FaustPlayer:
+    """Plays notes on Faust physical models (``pm.violin_ui_MIDI``, ``pm.brass_ui_MIDI``, ...) in
+    DawDreamer: bowed and blown instruments no note library here has (violin, trumpet). Each render
+    draws the player's bow pressure and position or lip tension, and a vibrato."""
+
+    def __init__(self, root: str | Path) -> None:
+        self._engines: dict[str, tuple[object, object]] = {}
+
+    def keys(self, lib: Library, program: str) -> list[int]:
+        low, high = FAUST_KEYS[program]
+        return list(range(low, high + 1))
+
+    def _engine(self, program: str):
+        if program not in self._engines:
+            import dawdreamer
+
+            engine = dawdreamer.RenderEngine(SAMPLE_RATE, 256)
+            synth = engine.make_faust_processor(program)
+            synth.num_voices = FAUST_VOICES
+            dsp = f'declare options "[midi:on][nvoices:{FAUST_VOICES}]"; import("stdfaust.lib"); '
+            dsp += f"process = pm.{program}_ui_MIDI <: _,_; effect = _,_;"
+            synth.set_dsp_string(dsp)
+            if not synth.compile():
+                raise ValueError(f"Faust cannot compile pm.{program}_ui_MIDI")
+            engine.load_graph([(synth, [])])
+            self._engines[program] = (engine, synth)
+        return self._engines[program]
+
+    def render(self, notes: list[Note], lib: Library, program: str, vibrato: float = 0.0, seed: int = 0) -> np.ndarray:
+        engine, synth = self._engine(program)
+        rng = random.Random(seed)
+        synth.clear_midi()
+        known = {p["name"] for p in synth.get_parameters_description()}
+        for path, value in _faust_settings(program, vibrato, rng).items():
+            if path in known:
+                synth.set_parameter(path, value)
+        for n in notes:
+            synth.add_midi_note(n.pitch, max(1, min(127, n.velocity)), n.start, n.duration)
+        engine.render(max(n.start + n.duration for n in notes) + TAIL_SECONDS)
+        return np.ascontiguousarray(engine.get_audio().T, dtype=np.float32)
+
+
+def _faust_settings(program: str, vibrato: float, rng: random.Random) -> dict[str, float]:
+    """A player's settings for one part: parameter path -> value (paths as the models name them)."""
+    settings = {f"/{program}/otherParams/vibratoGain": min(1.0, vibrato / 40), f"/{program}/otherParams/outGain": 0.5}
+    settings[f"/{program}/otherParams/vibratoFrequency"] = rng.uniform(4.5, 6.5)
+    if program == "violin":
+        settings["/violin/bow/pressure"] = rng.uniform(0.3, 0.75)
+        settings["/violin/bow/position"] = rng.uniform(0.55, 0.85)
+    return settings
+
+
 class Players:
     """The player for each library kind, sharing loaded programs across works in one process."""
 
     def __init__(self, root: str | Path) -> None:
-        self.sfz = SfzPlayer(root)
-        self.notes = NotePlayer(root)
+        self._players = {"sfz": SfzPlayer(root), "notes": NotePlayer(root), "faust": FaustPlayer(root)}
 
-    def __call__(self, lib: Library) -> SfzPlayer | NotePlayer:
-        return self.sfz if lib.kind == "sfz" else self.notes
+    def __call__(self, lib: Library) -> SfzPlayer | NotePlayer | FaustPlayer:
+        return self._players[lib.kind]
