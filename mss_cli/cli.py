@@ -559,8 +559,12 @@ def profiles_show(
 
 @profiles_app.command("rm")
 def profiles_rm(names: list[str] = typer.Argument(..., help="Profile NAMEs or .safetensors paths.")) -> None:
-    """Remove profiles (all named ones must exist: nothing is removed otherwise)."""
+    """Remove profiles (all named ones must exist and be profiles: nothing is removed otherwise)."""
+    from mss_cli.conditioning import profile_metadata
+
     paths = [existing_profile(n) for n in names]
+    for path in paths:
+        profile_metadata(path)  # a path given is removed only when it is a profile, never any file
     for path in paths:
         path.unlink()
 

@@ -59,6 +59,30 @@ class SeparationOptions:
     mp3_bitrate: int | None = None  # kbit/s, constant (None: libsndfile's default)
     overwrite: bool = False
 
+    def __post_init__(self) -> None:
+        """Python callers get the checks the CLI's option ranges give: a ValueError naming the
+        argument, never an overflow or a division by zero deep in the engine."""
+
+        def whole(name: str, low: int, high: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name}={value!r}: a whole number from {low} to {high}")
+
+        if not isinstance(self.chunk_seconds, (int, float)) or not 1.0 <= self.chunk_seconds <= 600.0:
+            raise ValueError(f"chunk_seconds={self.chunk_seconds!r}: from 1 to 600 seconds")
+        if not isinstance(self.overlap, (int, float)) or not 0.0 <= self.overlap <= 0.9:
+            raise ValueError(f"overlap={self.overlap!r}: a fraction from 0 to 0.9")
+        whole("batch_size", 1, 256)
+        whole("shifts", 1, 16)
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: auto, fp32 or bf16")
+        if self.fmt not in ("wav", "flac", "mp3", "ogg"):
+            raise ValueError(f"fmt={self.fmt!r}: wav, flac, mp3 or ogg")
+        if self.bit_depth not in (None, "16", "24", "32f"):
+            raise ValueError(f"bit_depth={self.bit_depth!r}: None, '16', '24' or '32f'")
+        if self.mp3_bitrate is not None:
+            whole("mp3_bitrate", 32, 320)
+
 
 @dataclass
 class Written:

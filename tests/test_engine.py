@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -384,3 +385,28 @@ def test_peak_memory_does_not_grow_with_example_clip_length(tmp_path, tiny_weigh
         rss[minutes] = json.loads(proc.stdout)["peak_rss_mb"]
     print(f"peak RSS embedding a clip: 1 min {rss[1]:.0f} MB, 10 min {rss[10]:.0f} MB")
     assert rss[10] < rss[1] + 60  # measured +18 to +32 MB (allocator noise); holding the windows: +145 MB
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"chunk_seconds": float("inf")}, "chunk_seconds=inf"),
+        ({"chunk_seconds": 0.5}, "chunk_seconds=0.5"),
+        ({"overlap": 0.95}, "overlap=0.95"),
+        ({"shifts": 0}, "shifts=0"),
+        ({"shifts": -2}, "shifts=-2"),
+        ({"shifts": 2.5}, "shifts=2.5"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"precision": "fp16"}, "precision='fp16'"),
+        ({"fmt": "aiff"}, "fmt='aiff'"),
+        ({"bit_depth": 16}, "bit_depth=16"),
+        ({"mp3_bitrate": 8}, "mp3_bitrate=8"),
+    ],
+)
+def test_separation_options_are_validated_in_the_library(setting, named):
+    """Python callers get a ValueError naming the argument, not an error deep in the engine."""
+    from mss_cli.separate import SeparationOptions
+
+    with pytest.raises(ValueError, match=re.escape(named)):
+        SeparationOptions(**setting)
+    assert SeparationOptions(chunk_seconds=600, overlap=0.0, shifts=16, mp3_bitrate=320).shifts == 16

@@ -325,6 +325,13 @@ def test_profiles_show_and_rm(capsys, workdir, tiny_weights):
     assert code == 0 and "positives: like_1.wav" in out
     code, _, err = run(capsys, "profiles", "rm", "a", "nothere")
     assert code == 2 and "nothere.safetensors: profile not found" in one_error_line(err)
+    before = (workdir / "song.wav").read_bytes()  # rm removes profiles only, never any file given by path
+    for path in ("./song.wav", str(workdir / "song.wav")):
+        code, _, err = run(capsys, "profiles", "rm", path, "a")
+        assert code == 2 and "song.wav: not a valid safetensors profile" in one_error_line(err)
+    assert (workdir / "song.wav").read_bytes() == before and run(capsys, "profiles", "show", "a")[0] == 0
+    (workdir / "song.safetensors").write_bytes(before)
+    assert run(capsys, "profiles", "rm", "song.safetensors")[0] == 2 and (workdir / "song.safetensors").exists()
     assert run(capsys, "profiles", "rm", "a")[0] == 0
     code, out, _ = run(capsys, "profiles", "--json")
     assert code == 0 and [json.loads(line)["name"] for line in out.splitlines()] == ["b"]
