@@ -48,8 +48,14 @@ def evaluate_folder(model, folder: str | Path, progress: Callable[[str], None] =
             raise UsageError(f"{case}: no {stem}.* audio file")
         return found[0]
 
+    try:
+        folders = sorted(p for p in Path(folder).iterdir() if p.is_dir())
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot read the cases folder ({exc.strerror or exc})") from None
+    if not folders:
+        raise UsageError(f"{folder}: no case folders (CASE/mixture.*, target.*, like/*)")
     cases: list[Case] = []
-    for index, case in enumerate(sorted(p for p in Path(folder).iterdir() if p.is_dir())):
+    for index, case in enumerate(folders):
         mixture, target = one(case, "mixture"), one(case, "target")
         likes = sorted(str(p) for p in (case / "like").glob("*") if is_audio_file(p))
         nots = sorted(str(p) for p in (case / "not").glob("*") if is_audio_file(p)) if (case / "not").is_dir() else []

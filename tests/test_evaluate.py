@@ -56,6 +56,13 @@ def test_eval_on_a_users_folder(tmp_path, tiny_weights, capsys):
     except SystemExit as exc:
         assert exc.code == 2
     assert "no example clips" in capsys.readouterr().err
+    for missing, message in ((tmp_path / "nope", "cannot read the cases folder"), (case / "like", "no case folders")):
+        try:
+            main(["eval", "--folder", str(missing), "--weights", str(tiny_weights), "-o", str(tmp_path / "d3")])
+        except SystemExit as exc:
+            assert exc.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_baseline_is_compared_on_the_episodes_it_covers():
