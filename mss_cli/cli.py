@@ -268,6 +268,8 @@ def separate(
         raise UsageError("-o - writes one stream: give exactly one input")
     if to_stdout and fmt != Format.wav:
         raise UsageError("-o - writes WAV only")
+    if STDIN in files and (sys.stdin is None or sys.stdin.isatty()):
+        raise UsageError("- reads audio from stdin, which is a terminal or closed: pipe or redirect a file into it")
     if to_stdout and sys.stdout.isatty():
         raise UsageError("-o - writes WAV data to stdout, which is a terminal: redirect it to a file or a pipe")
     if mp3_bitrate and fmt != Format.mp3:

@@ -193,6 +193,19 @@ def test_bad_filename_templates_and_stdin_twice_are_usage_errors(capsys, workdir
     assert code == 2 and "only once" in one_error_line(err)
 
 
+@pytest.mark.parametrize("stdin", ["terminal", "closed"])
+def test_stdin_that_is_a_terminal_or_closed_is_refused_at_once(capsys, workdir, tiny_weights, monkeypatch, stdin):
+    """`mss separate -` typed at a prompt would wait forever for audio; a closed stdin has no buffer."""
+
+    class Terminal:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal() if stdin == "terminal" else None)
+    code, _, err = run(capsys, "separate", "-", "--like", "like_1.wav", "--weights", str(tiny_weights))
+    assert code == 2 and "stdin, which is a terminal or closed" in one_error_line(err)
+
+
 def test_outputs_stay_inside_o_and_never_replace_an_input(capsys, workdir, tiny_weights):
     import shutil
 
