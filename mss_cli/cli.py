@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import typer
 
 from mss_cli import __version__, signals
-from mss_cli.errors import MssError, UsageError
+from mss_cli.errors import MssError, UsageError, one_line
 from mss_cli.files import refuse_to_replace
 
 if TYPE_CHECKING:
@@ -94,11 +94,6 @@ class BitDepth(str, Enum):
 def say(message: str) -> None:
     """Status on stderr (stdout carries only results)."""
     print(message, file=sys.stderr, flush=True)
-
-
-def one_line(text: str) -> str:
-    """``text`` with control characters escaped (a file name may hold a newline or an escape code)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def error(message: str) -> None:

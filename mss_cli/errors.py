@@ -13,3 +13,9 @@ class UsageError(MssError):
     """Bad command-line usage: exit code 2, like Typer/Click usage errors."""
 
     exit_code = 2
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (a file name may hold a newline or an escape code,
+    which would break a one-line message or drive the terminal)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mss_cli.errors import one_line
+
 
 class FileTask:
     """Per-file chunk counter; a no-op when progress display is off."""
@@ -35,7 +37,7 @@ class RunProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),  # file names are not rich markup
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeRemainingColumn(),
@@ -45,7 +47,8 @@ class RunProgress:
             self.files = self.progress.add_task("files", total=total_files)
 
     def file_task(self, source: str) -> FileTask:
-        return FileTask(self.progress, Path(source).name[:40], getattr(self, "files", None))
+        # a file name's control characters are escaped: they would drive the terminal
+        return FileTask(self.progress, one_line(Path(source).name)[:40], getattr(self, "files", None))
 
     def __enter__(self) -> RunProgress:
         if self.progress:

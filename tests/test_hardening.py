@@ -386,3 +386,12 @@ def test_malformed_weights_are_usage_errors_before_any_file(capsys, workdir, tin
         code, _, err = run(capsys, *args, "--weights", "bad.safetensors")
         assert code == 2 and message in one_error_line(err)
     assert not os.path.exists("out")
+
+
+def test_progress_shows_file_names_as_text_never_as_terminal_codes():
+    from mss_cli.progress import RunProgress
+
+    run = RunProgress(True, 1)
+    task = run.file_task("in/\x1b]0;pwned\x07[bold]x.wav")
+    assert "\x1b" not in task.label and "\x07" not in task.label and "[bold]x.wav" in task.label
+    assert run.progress.columns[0].markup is False  # "[bold]" in a name is shown, not applied
