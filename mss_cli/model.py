@@ -47,6 +47,43 @@ class ModelConfig:
     mixture_dbfs: float | None = -20.8
     clip_dbfs: float | None = -31.4
 
+    def __post_init__(self) -> None:
+        """Refuse a config no model of ours has (a damaged or hostile weights file): before any
+        tensor is built, so that a hop of 0 or 200,000 channels never reaches torch or the memory."""
+
+        def whole(name: str, value: object, low: int, high: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} {value!r}: a whole number from {low} to {high}")
+
+        def level(name: str, value: object) -> None:
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not -120.0 <= value <= 0.0
+            ):
+                raise ValueError(f"{name} {value!r}: a level from -120 to 0 dBFS, or null")
+
+        if self.kind not in ("fewshot", "classcond"):
+            raise ValueError(f"kind {self.kind!r}: fewshot or classcond")
+        if self.film not in ("encoder", "bottleneck"):
+            raise ValueError(f"film {self.film!r}: encoder or bottleneck")
+        whole("sample_rate", self.sample_rate, 8000, 192_000)
+        whole("n_fft", self.n_fft, 64, 16_384)
+        whole("hop", self.hop, 1, self.n_fft)
+        whole("bins", self.bins, 1, self.n_fft // 2 + 1)
+        if not isinstance(self.channels, list) or not 1 <= len(self.channels) <= 8:
+            raise ValueError(f"channels {self.channels!r}: a list of 1 to 8 widths")
+        for width in self.channels:
+            whole("a channel width", width, 1, 1024)
+        whole("embed_dim", self.embed_dim, 1, 4096)
+        whole("cond_dim", self.cond_dim, 1, 4096)
+        whole("time_kernel", self.time_kernel, 1, 15)
+        whole("num_classes", self.num_classes, 0, 10_000)
+        if not isinstance(self.class_names, list) or not all(isinstance(n, str) for n in self.class_names):
+            raise ValueError("class_names: a list of names")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout {self.dropout!r}: from 0 to below 1")
+        level("mixture_dbfs", self.mixture_dbfs)
+        level("clip_dbfs", self.clip_dbfs)
+
     @property
     def frame_multiple(self) -> int:
         """Spectrogram frames must be a multiple of this for the U-Net's stride-2 stack."""

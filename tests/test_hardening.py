@@ -366,6 +366,19 @@ def test_help_is_compact_with_examples_and_completion_works():
         (lambda t, m: (t, {**m, "config": "not json"}), "malformed model config"),
         (lambda t, m: (t, {**m, "config": "[1, 2]"}), "malformed model config"),
         (lambda t, m: (t, {**m, "config": '{"channels": "wide"}'}), "malformed model config"),
+        *[
+            (lambda t, m, bad=bad: (t, {**m, "config": json.dumps({**json.loads(m["config"]), **bad})}), needle)
+            for bad, needle in [
+                ({"hop": 0}, "hop 0"),
+                ({"hop": -512}, "hop -512"),
+                ({"sample_rate": 1}, "sample_rate 1"),
+                ({"n_fft": 2**29}, "n_fft 536870912"),
+                ({"bins": 0}, "bins 0"),
+                ({"clip_dbfs": "loud"}, "clip_dbfs 'loud'"),
+                ({"mixture_dbfs": 1e308}, "mixture_dbfs 1e+308"),
+                ({"channels": [4, 200_000]}, "channel width 200000"),
+            ]
+        ],
         (
             lambda t, m: (
                 {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in t.items()},
