@@ -34,6 +34,7 @@ PROFILE_FORMAT = "mss-profile-1"
 # A bound far above any conditioning value the models produce (ReLU outputs of a few units): a
 # profile holding more was corrupted, and would make every output sample NaN.
 MAX_CONDITIONING = 1e4
+MAX_PROFILE_BYTES = 16 << 20  # a profile is a few kB: its vector and a few suppression vectors
 # The profile tensor holding ``Conditioning.unwanted`` (its name in the file format).
 PROFILE_UNWANTED = "suppress"
 
@@ -299,6 +300,8 @@ def load_profile(path: str | Path, model) -> Conditioning:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: profile not found")
+    if path.stat().st_size > MAX_PROFILE_BYTES:  # read whole below: a huge file would fill the memory
+        raise UsageError(f"{path}: not a profile ({path.stat().st_size:,} bytes; a profile is a few kB)")
     meta = profile_metadata(path)
     if meta["model_id"] != model.model_id:
         raise UsageError(
@@ -309,6 +312,10 @@ def load_profile(path: str | Path, model) -> Conditioning:
         vector = tensors["conditioning"]
     except (SafetensorError, KeyError, OSError) as exc:
         raise UsageError(f"{path}: corrupt profile ({exc})") from None
+    if not all(t.is_floating_point() for t in tensors.values()):
+        raise UsageError(f"{path}: corrupt profile (its vectors are not floating point)")
+    tensors = {name: t.float() for name, t in tensors.items()}  # fp16 or bf16 vectors work as float32
+    vector = tensors["conditioning"]
     if vector.shape != (model.config.cond_dim,):
         raise UsageError(
             f"{path}: profile vector has shape {tuple(vector.shape)}, model needs ({model.config.cond_dim},)"

@@ -16,6 +16,7 @@ from mss_cli.files import write_atomically
 
 DEFAULT_WEIGHTS = "mss-fewshot.safetensors"
 BASELINE_WEIGHTS = "mss-classcond.safetensors"  # the class-conditioned baseline (mss separate --class)
+HEADER_SLACK = 16 << 20  # room for a weights file's header and metadata beyond its tensors
 
 
 def shipped_weights(name: str = DEFAULT_WEIGHTS) -> Path:
@@ -58,6 +59,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(meta)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MssError(f"{path}: not a valid safetensors weights file ({exc})") from None
+    except OSError as exc:  # a device or /proc file that is_file() but cannot be read
+        raise MssError(f"{path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def save_model(model, path: str | Path, half: bool = True, extra: dict | None = None) -> Path:
@@ -107,6 +110,9 @@ def load_model(path: str | Path | None = None, device: str = "cpu", fuse: bool =
         model = ConditionedUNet(ModelConfig.from_dict(config))
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
         raise MssError(f"{path}: weights file has a malformed model config ({exc})") from None
+    needed = sum(t.numel() * 4 for t in model.state_dict().values())  # float32, the largest we write
+    if path.stat().st_size > needed + HEADER_SLACK:  # load_file reads every tensor in the file
+        raise MssError(f"{path}: weights file is far larger ({path.stat().st_size:,} bytes) than its model needs")
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, RuntimeError) as exc:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
 from conftest import run_mss as run
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -71,6 +73,7 @@ def filled(value: float):
         (lambda t, m: (t, {k: v for k, v in m.items() if k != "model_id"}), "no model id"),
         (lambda t, m: (t, {**m, "negatives": "not json"}), "negatives is not a list"),
         (lambda t, m: (t, {**m, "positives": "[1, 2]"}), "positives is not a list"),
+        (lambda t, m: ({k: v.long() for k, v in t.items()}, m), "not floating point"),
     ],
 )
 def test_a_corrupt_profile_is_a_usage_error_before_any_file(capsys, workdir, tiny_weights, corrupt, message):
@@ -85,6 +88,28 @@ def test_a_corrupt_profile_is_a_usage_error_before_any_file(capsys, workdir, tin
     code, _, err = run(capsys, "separate", "song.wav", "--profile", "./p.safetensors", "-o", "out", *weights)
     assert code == 2 and message in one_error_line(err)
     assert not os.path.exists("out")  # nothing was processed
+
+
+def test_profiles_in_half_precision_work_and_huge_or_unreadable_ones_are_refused(capsys, workdir, tiny_weights):
+    weights = ["--weights", str(tiny_weights), "--quiet"]
+    assert run(capsys, "embed", "--like", "like_1.wav", "-o", "p.safetensors", *weights)[0] == 0
+    with safe_open("p.safetensors", "pt") as fh:
+        meta = fh.metadata()
+    save_file({k: v.half() for k, v in load_file("p.safetensors").items()}, "half.safetensors", metadata=meta)
+    assert run(capsys, "separate", "song.wav", "--profile", "./half.safetensors", "-o", "out", *weights)[0] == 0
+    with open("p.safetensors", "r+b") as fh:
+        fh.truncate(3 << 30)  # sparse: 3 GB that would be read whole
+    code, _, err = run(capsys, "separate", "song.wav", "--profile", "./p.safetensors", "-o", "o2", *weights)
+    assert code == 2 and "not a profile (3,221,225,472 bytes" in one_error_line(err)
+    if os.path.exists("/proc/self/mem"):
+        code, _, err = run(capsys, "separate", "song.wav", "--profile", "/proc/self/mem", "-o", "o3", *weights)
+        assert code == 2 and "/proc/self/mem" in one_error_line(err)
+    shutil.copy(tiny_weights, "big.safetensors")
+    with open("big.safetensors", "r+b") as fh:
+        fh.truncate(3 << 30)
+    code, _, err = run(capsys, "info", "--weights", "big.safetensors")
+    assert code == 2 and "far larger" in one_error_line(err)
+    assert not os.path.exists("o2") and not os.path.exists("o3")
 
 
 def test_profiles_lists_the_good_ones_past_a_corrupt_one(capsys, workdir, tiny_weights):
