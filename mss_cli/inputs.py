@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +65,19 @@ def expand_inputs(items: list[str], skip: Path | None = None) -> list[str]:
                 raise UsageError(f"{item}: no file matches")
             out += expand_inputs(matches, skip)
         elif Path(item).is_dir():
+            if skip is not None and Path(item).resolve().is_relative_to(skip):
+                raise UsageError(
+                    f"{item}: it is inside the output folder, whose files are never inputs: give another -o"
+                )
+            if not os.access(item, os.R_OK | os.X_OK):
+                raise UsageError(f"{item}: cannot read this folder (permission denied)")
             out += sorted(str(p) for p in Path(item).rglob("*") if wanted(p))
         else:
             out.append(item)
+    # One file named several ways (in/a.wav, ./in/a.wav, in/../in/a.wav, or through a symlink loop
+    # that a ** glob walks round) is one input, separated once under the first of its names.
     seen: set[str] = set()
-    return [x for x in out if not (x in seen or seen.add(x))]
+    return [x for x in out if not ((key := x if x == STDIN else os.path.realpath(x)) in seen or seen.add(key))]
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:

@@ -433,3 +433,28 @@ def test_progress_shows_file_names_as_text_never_as_terminal_codes():
     task = run.file_task("in/\x1b]0;pwned\x07[bold]x.wav")
     assert "\x1b" not in task.label and "\x07" not in task.label and "[bold]x.wav" in task.label
     assert run.progress.columns[0].markup is False  # "[bold]" in a name is shown, not applied
+
+
+def test_one_file_named_several_ways_is_one_input(workdir):
+    from mss_cli.inputs import expand_inputs
+
+    (workdir / "in").mkdir()
+    (workdir / "in" / "a.wav").write_bytes((workdir / "song.wav").read_bytes())
+    assert expand_inputs(["in/a.wav", "./in/a.wav", "in/../in/a.wav"]) == ["in/a.wav"]
+    (workdir / "in" / "loop").symlink_to(workdir / "in")  # a ** glob walks round it
+    assert expand_inputs(["in/**/*.wav"]) == ["in/a.wav"]
+    assert expand_inputs(["in"]) == ["in/a.wav"]
+
+
+def test_a_folder_inside_the_output_folder_or_unreadable_is_an_error_not_nothing_to_do(capsys, workdir, tiny_weights):
+    weights = ["--weights", str(tiny_weights), "--quiet"]
+    (workdir / "music").mkdir()
+    (workdir / "music" / "a.wav").write_bytes((workdir / "song.wav").read_bytes())
+    for folder, out in (("music", "music"), ("music", ".")):
+        code, _, err = run(capsys, "separate", folder, "--like", "like_1.wav", "-o", out, *weights)
+        assert code == 2 and "inside the output folder" in one_error_line(err)
+    if os.geteuid() != 0:  # root reads any folder
+        (workdir / "music").chmod(0)
+        code, _, err = run(capsys, "separate", "music", "--like", "like_1.wav", "-o", "out", *weights)
+        (workdir / "music").chmod(0o755)
+        assert code == 2 and "cannot read this folder" in one_error_line(err)
