@@ -202,12 +202,23 @@ def separate_blocks(
     """The streaming core of ``separate_file`` and ``separate_array``: (target, mixture) block pairs
     at the input's rate and channels, in order, for an input whose ``blocks()`` can be read twice
     (a first pass measures the whole track's level, so every chunk is scaled alike and chunking
-    changes nothing). Memory does not depend on the input's length. A silent input, or one whose
-    blocks do not add up to ``info.frames``, is an ``MssError`` after the last block."""
+    changes nothing). Memory does not depend on the input's length. A silent input is an
+    ``MssError`` after that first pass, before any separation; one whose blocks do not add up to
+    ``info.frames``, after the last block."""
     rate = model.config.sample_rate
     chunk = int(options.chunk_seconds * rate)
     align = model.config.hop * model.config.frame_multiple
-    level = level_dbfs(blocks(), info.sample_rate)
+    peak = 0.0
+
+    def measured() -> Iterator[np.ndarray]:
+        nonlocal peak
+        for block in blocks():
+            peak = max(peak, float(np.abs(block).max(initial=0.0)))
+            yield block
+
+    level = level_dbfs(measured(), info.sample_rate)
+    if peak == 0.0:
+        raise MssError(f"{label}: input is silent")
     separate = make_separator(
         model, cond.vector, options.precision, cond.unwanted, options.shifts, level, cond.partners
     )
@@ -218,12 +229,10 @@ def separate_blocks(
     down = Resampler(info.sample_rate, rate, info.channels)
     up = Resampler(rate, info.sample_rate, info.channels)
     mixture_fifo = np.zeros((0, info.channels), np.float32)
-    peak = 0.0
 
     def to_model_rate() -> Iterator[np.ndarray]:
-        nonlocal mixture_fifo, peak
+        nonlocal mixture_fifo
         for block in blocks():
-            peak = max(peak, float(np.abs(block).max()))
             mixture_fifo = np.concatenate([mixture_fifo, block])
             yield down(block)
         yield down(np.zeros((0, info.channels), np.float32), last=True)
@@ -243,8 +252,6 @@ def separate_blocks(
     yield paired(tail)
     if produced != info.frames:
         raise MssError(f"{label}: internal length mismatch ({produced} != {info.frames} samples)")
-    if peak == 0.0:
-        raise MssError(f"{label}: input is silent")
 
 
 def separate_array(

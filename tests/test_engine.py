@@ -410,3 +410,20 @@ def test_separation_options_are_validated_in_the_library(setting, named):
     with pytest.raises(ValueError, match=re.escape(named)):
         SeparationOptions(**setting)
     assert SeparationOptions(chunk_seconds=600, overlap=0.0, shifts=16, mp3_bitrate=320).shifts == 16
+
+
+def test_a_silent_input_is_refused_before_any_separation(tmp_path, tiny_weights, monkeypatch):
+    """A long silent track is refused after the level pass, not after separating all of it."""
+    from mss_cli import separate as separate_module
+    from mss_cli.errors import MssError
+
+    model = load_model(tiny_weights)
+    sf.write(tmp_path / "clip.wav", tone(2.0, freq=300, channels=1), 44100)
+    cond = condition(model, [str(tmp_path / "clip.wav")])
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model ran on silence")
+
+    monkeypatch.setattr(separate_module, "make_separator", never)
+    with pytest.raises(MssError, match="audio: input is silent"):
+        separate_module.separate_array(model, cond, np.zeros((44100 * 120, 2), np.float32), 44100)
