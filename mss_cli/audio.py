@@ -114,6 +114,9 @@ class AudioReader:
             self._file = sf.SoundFile(str(path))
         except (sf.LibsndfileError, RuntimeError, TypeError):
             self._file = self._via_ffmpeg(path)
+        if not self._file.seekable():  # blocks() reads a file twice; libsndfile cannot seek GSM 6.10 WAVs
+            self._file.close()
+            self._file = self._via_ffmpeg(path)
         self.info = AudioInfo(self._file.samplerate, self._file.channels, self._file.frames, self._file.subtype)
         try:
             check_audio(self.info, self.source)

@@ -31,6 +31,19 @@ def test_m4a_is_decoded_through_ffmpeg(tmp_path):
     assert not tmp.exists()  # the decoded temporary file is gone
 
 
+@needs_ffmpeg
+def test_a_wav_libsndfile_cannot_seek_is_decoded_through_ffmpeg(tmp_path):
+    """GSM 6.10 in WAV opens in libsndfile but cannot seek, and every input is read twice."""
+    sf.write(tmp_path / "a.wav", tone(2.0, rate=8000, channels=1), 8000)
+    command = ["ffmpeg", "-v", "error", "-i", str(tmp_path / "a.wav"), "-c:a", "libgsm_ms", str(tmp_path / "gsm.wav")]
+    if subprocess.run(command, capture_output=True).returncode != 0:
+        pytest.skip("this ffmpeg has no GSM encoder")
+    with audio.AudioReader(tmp_path / "gsm.wav") as reader:
+        first, second = np.concatenate(list(reader.blocks())), np.concatenate(list(reader.blocks()))
+        assert reader.info.sample_rate == 8000 and abs(len(first) - 16000) < 400
+        assert np.array_equal(first, second) and np.abs(first).max() > 0.05
+
+
 def test_missing_ffmpeg_is_named_in_the_error(tmp_path, monkeypatch):
     (tmp_path / "a.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A not really")
     monkeypatch.setattr(audio, "ffmpeg_binary", lambda: None)
