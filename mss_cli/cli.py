@@ -2,7 +2,8 @@
 
 Heavy modules (torch, the model) are imported inside commands so ``mss --help`` starts fast.
 Errors: every failure is one line on stderr, ``mss: error: ...``; exit 0 all done, 1 some input
-failed, 2 usage errors (options, example clips, profiles, weights), 130 interrupted.
+failed, 2 usage errors (options, example clips, profiles, weights), 130/143 interrupted, 141 the
+reader of stdout went away (``| head``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import typer
 
-from mss_cli import __version__, signals
+from mss_cli import __version__, signals, stdio
 from mss_cli.errors import MssError, UsageError, one_line
 from mss_cli.files import refuse_to_replace
 
@@ -46,7 +47,8 @@ SEPARATE_EXAMPLES = """Examples:
   mss separate song.wav --class bass --name bass --no-residual
   ffmpeg -i live.mkv -f wav - | mss separate - --like violin.wav -o - | ffplay -
 
-Exit codes: 0 all separated, 1 some inputs failed, 2 usage error, 130/143 interrupted.
+Exit codes: 0 all separated, 1 some inputs failed, 2 usage error, 130/143 interrupted,
+141 stdout's reader went away.
 """
 
 
@@ -426,6 +428,8 @@ def run_all(
                     )
             else:
                 written = separate_file(model, cond, source, outputs, options, on_chunk=advance, on_start=task.start)
+        except stdio.OutputClosed:
+            raise  # not this file's failure: the run's stdout is gone, so the run stops
         except MssError as exc:
             error(str(exc))
             failures.append(str(exc))
@@ -693,8 +697,14 @@ def keep_libraries_off_stderr() -> None:
 def run_app(typer_app: typer.Typer, prog: str, args: list[str]) -> None:
     """Run a command line of ``typer_app``: one-line errors and the documented exit codes, whatever goes wrong."""
     signals.install()
+    stdio.guard_stdout()
     try:
         code = typer_app(args=args, prog_name=prog, standalone_mode=False)
+    except stdio.OutputClosed as exc:
+        stdio.silence_stdout()
+        if not exc.reader_gone:  # `| head` taking what it wants is no error worth a line
+            error(str(exc))
+        sys.exit(exc.exit_code)
     except signals.Interrupted as exc:
         error("terminated" if exc.signum == signal.SIGTERM else "interrupted")
         sys.exit(exc.exit_code)
@@ -717,8 +727,6 @@ def run_app(typer_app: typer.Typer, prog: str, args: list[str]) -> None:
     except KeyboardInterrupt:
         error("interrupted")
         sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(141)
     except Exception as exc:
         if os.environ.get("MSS_DEBUG"):
             raise

@@ -7,10 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import soundfile as sf
 import torch
 from conftest import run_mss as run
+from conftest import tone
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -458,3 +461,36 @@ def test_a_folder_inside_the_output_folder_or_unreadable_is_an_error_not_nothing
         code, _, err = run(capsys, "separate", "music", "--like", "like_1.wav", "-o", "out", *weights)
         (workdir / "music").chmod(0o755)
         assert code == 2 and "cannot read this folder" in one_error_line(err)
+
+
+def test_stdout_cut_short_closed_or_full_is_one_line_or_a_quiet_sigpipe_exit(workdir, tiny_weights):
+    """`| head` taking what it wants ends mss quietly with the SIGPIPE status; a closed or full
+    stdout is one error line; never a traceback or Python's "Exception ignored" lines."""
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    sf.write("long.wav", tone(30.0), 44100)
+    mss = [
+        sys.executable,
+        "-m",
+        "mss_cli",
+        "separate",
+        "long.wav",
+        "--like",
+        "like_1.wav",
+        "--weights",
+        str(tiny_weights),
+    ]
+    for extra in (["-o", "-", "--quiet"], ["-o", "out", "--json", "--format", "flac"]):
+        proc = subprocess.Popen([*mss, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc.stdout.read(100 if "-" in extra else 1)
+        proc.stdout.close()  # the reader goes away, as `head -c 100` does
+        code = proc.wait(timeout=120)  # 5 MB of WAV meet the closed pipe; two JSON lines may fit in it first
+        assert code == 141 if "-" in extra else code in (0, 141)
+        assert proc.stderr.read() == b""
+    assert not list(Path(".").rglob(".*partial*"))
+    closed = (["sh", "-c", 'exec "$@" >&-', "sh", *mss, "-o", "-", "-q"], None, "it is closed")
+    full = ([*mss, "-o", "-", "-q"], "/dev/full", "No space left on device")
+    for command, device, needle in [closed, full] if os.path.exists("/dev/full") else [closed]:
+        with open(device or os.devnull, "wb") as sink:
+            done = subprocess.run(command, stdout=sink if device else None, stderr=subprocess.PIPE, env=env)
+        lines = done.stderr.decode().strip().splitlines()
+        assert done.returncode == 1 and len(lines) == 1 and needle in lines[0], done.stderr.decode()
