@@ -2,7 +2,7 @@
 
 Heavy modules (torch, the model) are imported inside commands so ``mss --help`` starts fast.
 Errors: every failure is one line on stderr, ``mss: error: ...``; exit 0 all done, 1 some input
-failed, 2 usage errors (options, example clips, profiles, weights), 130/143 interrupted, 141 the
+failed, 2 usage errors (options, example clips, profiles, weights), 130/143/129 interrupted, 141 the
 reader of stdout went away (``| head``).
 """
 
@@ -47,7 +47,7 @@ SEPARATE_EXAMPLES = """Examples:
   mss separate song.wav --class bass --name bass --no-residual
   ffmpeg -i live.mkv -f wav - | mss separate - --like violin.wav -o - | ffplay -
 
-Exit codes: 0 all separated, 1 some inputs failed, 2 usage error, 130/143 interrupted,
+Exit codes: 0 all separated, 1 some inputs failed, 2 usage error, 130/143/129 interrupted,
 141 stdout's reader went away.
 """
 
@@ -706,7 +706,7 @@ def run_app(typer_app: typer.Typer, prog: str, args: list[str]) -> None:
             error(str(exc))
         sys.exit(exc.exit_code)
     except signals.Interrupted as exc:
-        error("terminated" if exc.signum == signal.SIGTERM else "interrupted")
+        error({signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}.get(exc.signum, "interrupted"))
         sys.exit(exc.exit_code)
     except MssError as exc:
         error(str(exc))

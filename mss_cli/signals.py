@@ -1,4 +1,5 @@
-"""Stopping on SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, SLURM): the first signal stops
+"""Stopping on SIGINT (Ctrl-C), SIGTERM (``kill``, ``timeout``, SLURM) and SIGHUP (a closed terminal
+or ssh session): the first signal stops
 the run, files in flight are abandoned at their next chunk and their temporary outputs removed;
 signals that follow are ignored while that cleanup runs, so a second Ctrl-C cannot abort it."""
 
@@ -8,6 +9,7 @@ import signal
 import threading
 
 STOP = threading.Event()
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []
 
 
@@ -32,18 +34,18 @@ def _on_signal(signum: int, frame: object) -> None:
     # Ignored at the OS level from here on: Python resets its own handlers to the default while the
     # interpreter shuts down, and a second Ctrl-C landing then would kill the process by SIGINT
     # instead of letting it exit with its code. (SIGKILL still ends a cleanup that hangs.)
-    for other in (signal.SIGINT, signal.SIGTERM):
+    for other in SIGNALS:
         signal.signal(other, signal.SIG_IGN)
     raise Interrupted(signum)
 
 
 def install() -> None:
-    """Handle SIGINT and SIGTERM as above (from the main thread, where Python runs handlers); a new
-    run starts unstopped."""
+    """Handle SIGINT, SIGTERM and SIGHUP as above (from the main thread, where Python runs handlers);
+    a new run starts unstopped."""
     STOP.clear()
     _received.clear()
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in SIGNALS:
             signal.signal(signum, _on_signal)
 
 

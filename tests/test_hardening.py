@@ -178,10 +178,13 @@ def test_huge_or_non_finite_samples_are_refused_not_turned_into_nan(capsys, work
     assert not list(workdir.glob("o/**/*.wav"))  # no stem, partial or whole, was written
 
 
-@pytest.mark.parametrize("signals_sent, jobs, code", [(["SIGTERM"], 1, 143), (["SIGINT", "SIGINT"], 2, 130)])
+@pytest.mark.parametrize(
+    "signals_sent, jobs, code", [(["SIGTERM"], 1, 143), (["SIGINT", "SIGINT"], 2, 130), (["SIGHUP"], 1, 129)]
+)
 def test_a_signal_stops_the_run_and_leaves_no_partial_file(workdir, tiny_weights, signals_sent, jobs, code):
-    """SIGTERM (kill, timeout, SLURM) and Ctrl-C, twice with --jobs: files in flight are abandoned at
-    their next chunk, their temporary outputs removed, and the exit code says which signal."""
+    """SIGTERM (kill, timeout, SLURM), Ctrl-C twice with --jobs, and SIGHUP (a closed terminal):
+    files in flight are abandoned at their next chunk, their temporary outputs removed, and the
+    exit code says which signal."""
     import signal
     import time
 
@@ -206,7 +209,7 @@ def test_a_signal_stops_the_run_and_leaves_no_partial_file(workdir, tiny_weights
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
     lines = err.strip().splitlines()
-    assert lines[-1] == f"mss: error: {'terminated' if code == 143 else 'interrupted'}", err
+    assert lines[-1] == f"mss: error: {({143: 'terminated', 129: 'hung up'}).get(code, 'interrupted')}", err
     assert lines[-2] == "mss: stopped; 0 of 2 file(s) had been separated", err  # what a batch did
     assert "Traceback" not in err
     assert not [p for p in workdir.glob("out/**/*") if p.is_file()]  # no stem, partial or whole
