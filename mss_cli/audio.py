@@ -137,6 +137,14 @@ class AudioReader:
         fd, tmp = tempfile.mkstemp(suffix=".wav", prefix="mss-decode-")
         os.close(fd)
         self._tmp = Path(tmp)
+        try:
+            return self._decode(ffmpeg, path, tmp)
+        except BaseException:  # a signal during the decode too: the whole decoded track goes
+            self._cleanup()
+            raise
+
+    def _decode(self, ffmpeg: str, path: Path, tmp: str) -> sf.SoundFile:
+        """ffmpeg writes the decoded track to ``tmp``; the caller removes it on any failure."""
         proc = subprocess.run(
             [
                 ffmpeg,
@@ -157,13 +165,11 @@ class AudioReader:
             text=True,
         )
         if proc.returncode != 0:
-            self._cleanup()
             reason = (proc.stderr.strip().splitlines() or ["unknown error"])[-1].replace(str(path), self.source)
             raise MssError(f"{self.source}: cannot decode audio ({reason})")
         try:
             return sf.SoundFile(tmp)
         except (sf.LibsndfileError, RuntimeError):
-            self._cleanup()
             raise MssError(f"{self.source}: cannot decode audio (no audio stream)") from None
 
     def blocks(self, size: int = BLOCK) -> Iterator[np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -42,6 +43,23 @@ def test_a_wav_libsndfile_cannot_seek_is_decoded_through_ffmpeg(tmp_path):
         first, second = np.concatenate(list(reader.blocks())), np.concatenate(list(reader.blocks()))
         assert reader.info.sample_rate == 8000 and abs(len(first) - 16000) < 400
         assert np.array_equal(first, second) and np.abs(first).max() > 0.05
+
+
+@needs_ffmpeg
+def test_a_signal_during_an_ffmpeg_decode_leaves_no_decoded_track(tmp_path, monkeypatch):
+    from mss_cli import signals
+
+    (tmp_path / "a.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A not really")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def interrupted(*args, **kwargs):
+        raise signals.Interrupted(15)
+
+    monkeypatch.setattr(audio.subprocess, "run", interrupted)
+    with pytest.raises(signals.Interrupted):
+        audio.AudioReader(tmp_path / "a.m4a")
+    assert not list((tmp_path / "tmp").iterdir())
 
 
 def test_missing_ffmpeg_is_named_in_the_error(tmp_path, monkeypatch):
