@@ -7,6 +7,7 @@ temporary name that is renamed only when the file is complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
@@ -216,10 +217,17 @@ class AudioReader:
 def spooled_stdin(stream: BinaryIO | None = None) -> Iterator[Path]:
     """Copy stdin to a temporary file so it can be decoded like any file (and sought)."""
     stream = stream or sys.stdin.buffer
-    fd, tmp = tempfile.mkstemp(prefix="mss-stdin-")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            shutil.copyfileobj(stream, fh, BLOCK * 4)
+        fd, tmp = tempfile.mkstemp(prefix="mss-stdin-")
+    except OSError as exc:
+        raise MssError(f"-: cannot spool standard input to {tempfile.gettempdir()} ({exc.strerror or exc})") from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                shutil.copyfileobj(stream, fh, BLOCK * 4)
+        except OSError as exc:  # TMPDIR full: the whole stream is kept there to be read twice
+            where = tempfile.gettempdir()
+            raise MssError(f"-: cannot spool standard input to {where} ({exc.strerror or exc}; set TMPDIR)") from None
         if os.path.getsize(tmp) == 0:
             raise MssError("-: empty standard input")
         yield Path(tmp)
@@ -312,7 +320,10 @@ class AtomicWriter:
         if not os.access(path.parent, os.W_OK):
             raise MssError(f"{path.parent}: output folder is not writable")
         mode = output_mode(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent)
+        except OSError as exc:
+            raise MssError(f"{path}: cannot write ({exc.strerror or exc})") from None
         os.fchmod(fd, mode)
         os.close(fd)
         self.tmp = Path(tmp)
@@ -341,13 +352,29 @@ class AtomicWriter:
         if not self._float and peak > 1.0:
             self.clipped += int(np.count_nonzero(np.abs(block) > 1.0))
             block = np.clip(block, -1.0, 1.0)
-        self._file.write(block)
+        try:
+            self._file.write(block)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise self._write_error(exc) from None
+
+    def _write_error(self, exc: Exception) -> MssError:
+        """libsndfile reports a full disk as 'System error.': say what it is where the disk says so."""
+        try:
+            stats = os.statvfs(self.tmp.parent)
+            full = stats.f_bavail * stats.f_frsize < (1 << 20)
+        except OSError:
+            full = False
+        reason = "the disk is full" if full else getattr(exc, "strerror", None) or str(exc)
+        return MssError(f"{self.path}: cannot write ({reason})")
 
     def commit(self) -> None:
         """Rename the finished file into place. Without ``overwrite`` the name is taken exclusively
         (a hard link fails if it exists), so two runs into one folder cannot replace each other's
         stems between the existence check and the rename."""
-        self._file.close()
+        try:
+            self._file.close()  # flushes the last frames and the header
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise self._write_error(exc) from None
         if self.overwrite:
             os.replace(self.tmp, self.path)
             return
@@ -364,7 +391,8 @@ class AtomicWriter:
     def abort(self) -> None:
         """Remove the temporary file; after a ``commit`` that created a new file, that file too."""
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(sf.LibsndfileError, RuntimeError, OSError):
+                self._file.close()  # a full disk fails the close's flush too; the file goes anyway
         self.tmp.unlink(missing_ok=True)
         if self.created:
             self.path.unlink(missing_ok=True)

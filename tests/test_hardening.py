@@ -497,3 +497,33 @@ def test_stdout_cut_short_closed_or_full_is_one_line_or_a_quiet_sigpipe_exit(wor
             done = subprocess.run(command, stdout=sink if device else None, stderr=subprocess.PIPE, env=env)
         lines = done.stderr.decode().strip().splitlines()
         assert done.returncode == 1 and len(lines) == 1 and needle in lines[0], done.stderr.decode()
+
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    """A 64-kB file system, mounted where root may mount one (CI's and this machine's case)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()[:80]})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3"])
+def test_a_full_disk_is_one_error_line_and_leaves_nothing(capsys, workdir, tiny_weights, full_disk, fmt):
+    args = ["separate", "song.wav", "--like", "like_1.wav", "-o", str(full_disk), "-f", fmt]
+    code, _, err = run(capsys, *args, "--weights", str(tiny_weights), "--quiet")
+    assert code == 1 and "the disk is full" in one_error_line(err)
+    assert not [p for p in full_disk.rglob("*") if p.is_file()]
+
+
+def test_a_full_tmpdir_while_reading_stdin_is_one_error_line(workdir, tiny_weights, full_disk):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), TMPDIR=str(full_disk))
+    command = [sys.executable, "-m", "mss_cli", "separate", "-", "--like", "like_1.wav", "-o", "out", "-q"]
+    with open("song.wav", "rb") as song:
+        done = subprocess.run([*command, "--weights", str(tiny_weights)], stdin=song, stderr=subprocess.PIPE, env=env)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "cannot spool standard input" in lines[0], lines
+    assert "No space left on device" in lines[0] and not [p for p in full_disk.rglob("*") if p.is_file()]
