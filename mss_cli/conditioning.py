@@ -257,7 +257,12 @@ def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) 
     path = Path(path)
     if not overwrite:
         refuse_to_replace(path, "profile")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not a profile file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only file system, or a file where a folder should be (XDG_DATA_HOME)
+        raise UsageError(f"{path.parent}: cannot create the profile folder ({exc.strerror or exc})") from None
     meta = {
         "format": PROFILE_FORMAT,
         "model_id": cond.model_id,

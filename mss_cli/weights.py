@@ -83,10 +83,15 @@ def save_model(model, path: str | Path, half: bool = True, extra: dict | None = 
 
 
 def write_safetensors(tensors: dict, path: str | Path, metadata: dict[str, str]) -> Path:
-    """Tensors and metadata as a safetensors file, written atomically (``files.write_atomically``)."""
+    """Tensors and metadata as a safetensors file, written atomically (``files.write_atomically``);
+    a file system that refuses it (full, read-only, a name too long) is an ``MssError``."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    try:
+        return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    except (OSError, SafetensorError) as exc:
+        raise MssError(f"{path}: cannot write it ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def load_model(path: str | Path | None = None, device: str = "cpu", fuse: bool = True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -527,3 +528,21 @@ def test_a_full_tmpdir_while_reading_stdin_is_one_error_line(workdir, tiny_weigh
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1 and "cannot spool standard input" in lines[0], lines
     assert "No space left on device" in lines[0] and not [p for p in full_disk.rglob("*") if p.is_file()]
+
+
+def test_embed_onto_a_full_disk_a_folder_or_a_file_as_data_home_is_one_error_line(
+    capsys, workdir, tiny_weights, full_disk, monkeypatch
+):
+    weights = ["--weights", str(tiny_weights), "--quiet"]
+    with open(full_disk / "filler", "wb") as fh, contextlib.suppress(OSError):
+        fh.write(b"\0" * (1 << 20))  # the 64 kB fill up
+    code, _, err = run(capsys, "embed", "--like", "like_1.wav", "-o", str(full_disk / "p.safetensors"), *weights)
+    assert code == 1 and "p.safetensors: cannot write it" in one_error_line(err) and "No space" in err
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
+    (workdir / "folder.safetensors").mkdir()
+    code, _, err = run(capsys, "embed", "--like", "like_1.wav", "-o", "folder.safetensors", "--overwrite", *weights)
+    assert code == 2 and "is a folder" in one_error_line(err)
+    (workdir / "afile").write_text("")
+    monkeypatch.setenv("XDG_DATA_HOME", str(workdir / "afile"))
+    code, _, err = run(capsys, "embed", "--like", "like_1.wav", "-o", "guitar", *weights)
+    assert code == 2 and "cannot create the profile folder" in one_error_line(err)
