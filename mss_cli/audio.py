@@ -105,7 +105,11 @@ class AudioReader:
         self.source = name or str(path)
         self._tmp: Path | None = None
         path = Path(path)
-        if not path.exists():
+        try:
+            found = path.exists()
+        except OSError as exc:  # a name too long for the file system
+            raise MssError(f"{self.source}: cannot open ({exc.strerror or exc})") from None
+        if not found:
             raise MssError(f"{self.source}: file not found")
         if path.is_dir():
             raise MssError(f"{self.source}: is a folder, not an audio file")

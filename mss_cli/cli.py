@@ -283,8 +283,8 @@ def separate(
         resolve_subtype(fmt.value, bit_depth.value, "")
     target_name = name or "target"
     residual_name = f"no_{name}" if name else "residual"
-    if name and not re.match(r"^[\w.-]+$", name):
-        raise UsageError(f"--name {name!r}: use letters, digits, '_', '-' and '.'")
+    if name and not re.match(r"^[\w.-]{1,100}$", name):
+        raise UsageError(f"--name {name[:40]!r}: up to 100 letters, digits, '_', '-' and '.'")
     positives, negatives = check_examples(like, not_, profile, class_name)
     class_alone = bool(class_name) and not (like or profile)
     if baseline and (not class_name or class_alone):

@@ -12,6 +12,8 @@ from mss_cli.audio import is_audio_file
 from mss_cli.errors import MssError, UsageError
 
 STDIN = "-"
+NAME_MAX = 255  # bytes in one path component, and in a whole path (Linux, macOS and most file systems)
+PATH_MAX = 4096
 TEMPLATE_FIELDS = {"track", "stem", "ext", "parent"}
 
 
@@ -57,8 +59,8 @@ def expand_inputs(items: list[str], skip: Path | None = None) -> list[str]:
 
     out: list[str] = []
     for item in items:
-        if item == STDIN:
-            out.append(item)
+        if item == STDIN or not _checkable(item):
+            out.append(item)  # a name the file system refuses fails as that input, the others go on
         elif has_magic(item) and not Path(item).exists():
             matches = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file() or Path(p).is_dir())
             if not matches:
@@ -78,6 +80,15 @@ def expand_inputs(items: list[str], skip: Path | None = None) -> list[str]:
     # that a ** glob walks round) is one input, separated once under the first of its names.
     seen: set[str] = set()
     return [x for x in out if not ((key := x if x == STDIN else os.path.realpath(x)) in seen or seen.add(key))]
+
+
+def _checkable(item: str) -> bool:
+    """Whether the file system can say if ``item`` exists (not for a name longer than it takes)."""
+    try:
+        Path(item).exists()
+    except OSError:
+        return False
+    return True
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -136,6 +147,10 @@ class Naming:
         track = safe_name(src.stem)
         parent = safe_name(src.resolve().parent.name) if source != STDIN else "stdin"
         path = self.out_dir / self.template.format(track=track, stem=stem, ext=self.ext, parent=parent)
+        # a hidden temporary name (".NAME.xxxxxxxx.partial.EXT") is written first: it must fit too
+        longest = max(len(os.fsencode(part)) for part in path.parts)
+        if longest + len(".partial.") + 10 > NAME_MAX or len(os.fsencode(str(path.resolve()))) > PATH_MAX:
+            raise MssError(f"{source}: its output name is too long for the file system ({path})")
         if not path.resolve().is_relative_to(self.out_dir.resolve()):
             raise MssError(f"{source}: its output {path} would be outside the output folder {self.out_dir}")
         return path

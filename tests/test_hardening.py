@@ -546,3 +546,18 @@ def test_embed_onto_a_full_disk_a_folder_or_a_file_as_data_home_is_one_error_lin
     monkeypatch.setenv("XDG_DATA_HOME", str(workdir / "afile"))
     code, _, err = run(capsys, "embed", "--like", "like_1.wav", "-o", "guitar", *weights)
     assert code == 2 and "cannot create the profile folder" in one_error_line(err)
+
+
+def test_names_too_long_for_the_file_system_are_one_error_line(capsys, workdir, tiny_weights):
+    weights = ["--weights", str(tiny_weights), "--quiet"]
+    code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "--name", "a" * 250, *weights)
+    assert code == 2 and "up to 100 letters" in one_error_line(err)
+    template = "{track}/" + "b" * 300 + "{stem}.{ext}"
+    code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "--filename", template, *weights)
+    assert code == 1 and "output name is too long" in one_error_line(err)
+    deep = "/".join(["c" * 200] * 25)  # a 5,000-character path, as output folder and as input
+    code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "-o", deep, *weights)
+    assert code == 1 and "output name is too long" in one_error_line(err)
+    code, _, err = run(capsys, "separate", f"{deep}/x.wav", "song.wav", "--like", "like_1.wav", "-o", "o", *weights)
+    assert code == 1 and "File name too long" in err and "internal error" not in err
+    assert (workdir / "o" / "song" / "target.wav").is_file()  # the other input was separated
