@@ -116,7 +116,7 @@ class AudioReader:
         if not os.access(path, os.R_OK):
             raise MssError(f"{self.source}: permission denied")
         try:
-            self._file = sf.SoundFile(str(path))
+            self._file = sf.SoundFile(os.fsencode(path))  # bytes: a name that is not UTF-8 opens too
         except (sf.LibsndfileError, RuntimeError, TypeError):
             self._file = self._via_ffmpeg(path)
         if not self._file.seekable():  # blocks() reads a file twice; libsndfile cannot seek GSM 6.10 WAVs
@@ -336,7 +336,7 @@ class AtomicWriter:
         self._float = subtype == "FLOAT"
         try:
             self._file = sf.SoundFile(
-                tmp,
+                os.fsencode(tmp),
                 "w",
                 sample_rate,
                 channels,

@@ -561,3 +561,13 @@ def test_names_too_long_for_the_file_system_are_one_error_line(capsys, workdir, 
     code, _, err = run(capsys, "separate", f"{deep}/x.wav", "song.wav", "--like", "like_1.wav", "-o", "o", *weights)
     assert code == 1 and "File name too long" in err and "internal error" not in err
     assert (workdir / "o" / "song" / "target.wav").is_file()  # the other input was separated
+
+
+def test_a_file_name_that_is_not_utf8_is_separated(capsys, workdir, tiny_weights):
+    name = os.fsdecode(b"\xff\xfebad.wav")  # as Python sees it: surrogate escapes
+    shutil.copy("song.wav", name)
+    code, out, err = run(capsys, "separate", name, "--like", "like_1.wav", "-o", "o", "--json", "--quiet",
+                         "--weights", str(tiny_weights))  # fmt: skip
+    assert code == 0, err
+    assert os.path.isfile(os.path.join("o", os.fsdecode(b"\xff\xfebad"), "target.wav"))
+    assert [json.loads(line)["stem"] for line in out.splitlines()] == ["target", "residual"]
