@@ -113,6 +113,8 @@ class AudioReader:
             raise MssError(f"{self.source}: file not found")
         if path.is_dir():
             raise MssError(f"{self.source}: is a folder, not an audio file")
+        if not path.is_file():  # a FIFO waits for a writer forever, and is read once: stdin is spooled
+            raise MssError(f"{self.source}: a pipe or device, not a file: give it on stdin as - instead")
         if not os.access(path, os.R_OK):
             raise MssError(f"{self.source}: permission denied")
         try:

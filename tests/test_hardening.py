@@ -571,3 +571,9 @@ def test_a_file_name_that_is_not_utf8_is_separated(capsys, workdir, tiny_weights
     assert code == 0, err
     assert os.path.isfile(os.path.join("o", os.fsdecode(b"\xff\xfebad"), "target.wav"))
     assert [json.loads(line)["stem"] for line in out.splitlines()] == ["target", "residual"]
+
+
+def test_a_fifo_input_is_refused_at_once_not_waited_on(capsys, workdir, tiny_weights):
+    os.mkfifo("pipe.wav")
+    code, _, err = run(capsys, "separate", "pipe.wav", "--like", "like_1.wav", "-q", "--weights", str(tiny_weights))
+    assert code == 1 and "a pipe or device, not a file: give it on stdin as - instead" in one_error_line(err)
