@@ -218,7 +218,9 @@ def separate(
         None, "--mp3-bitrate", min=32, max=320, help="Constant MP3 bitrate in kbit/s (with --format mp3)."
     ),
     device: str = typer.Option("auto", "--device", "-d", help="auto, cpu, cuda, cuda:N or mps."),
-    chunk: float = typer.Option(10.0, "--chunk", min=1.0, max=600.0, help="Chunk length in seconds."),
+    chunk: float = typer.Option(
+        10.0, "--chunk", min=1.0, max=30.0, help="Chunk length in seconds (memory grows with it)."
+    ),
     overlap: float = typer.Option(
         0.15, "--overlap", min=0.0, max=0.9, help="Fraction of a chunk shared with the next."
     ),

@@ -33,9 +33,13 @@ class OverlapAdd:
         batch_size: int = 1,
         on_chunk: Callable[[], None] | None = None,
         align: int = 1,
+        max_rows: int | None = None,
     ) -> None:
         """``align``: chunk starts, lengths and the lead are multiples of it. For an STFT U-Net that is
-        hop x 2^depth, so every chunk sees the same frame grid and pooling phase as the whole track."""
+        hop x 2^depth, so every chunk sees the same frame grid and pooling phase as the whole track.
+        ``max_rows``: at most this many channel-chunks per call of ``separate`` (rows are separated
+        independently, so a many-channel input or a large batch is split into passes: memory then
+        follows the budget, not the input's channel count)."""
         if not 0.0 <= overlap < 1.0:
             raise ValueError("overlap must be in [0, 1)")
         self.separate = separate
@@ -44,6 +48,7 @@ class OverlapAdd:
         self.batch_size = max(1, batch_size)
         self.window = chunk_window(self.chunk)
         self.on_chunk = on_chunk
+        self.max_rows = max_rows
 
     def chunks_for(self, frames: int) -> int:
         """How many chunks a track of ``frames`` samples needs (for progress bars)."""
@@ -71,24 +76,29 @@ class OverlapAdd:
 
         def flush(final: bool) -> Iterator[np.ndarray]:
             nonlocal acc, wsum, acc_start, inbuf, in_start
-            batch = np.stack(
-                [
-                    np.pad(seg, ((0, self.chunk - seg.shape[0]), (0, 0)))
-                    for seg in (inbuf[s - in_start : s - in_start + self.chunk] for s in pending)
-                ]
-            )
-            n, length, c = batch.shape
-            rows = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 2, 1).reshape(n * c, length)))
-            out = self.separate(rows).reshape(n, c, length).permute(0, 2, 1).numpy()
-            end = pending[-1] + self.chunk
+            c = inbuf.shape[1]
+            length = self.chunk
+            end = pending[-1] + length
             if acc is None:
                 acc = np.zeros((0, c), np.float32)
             grow = end - acc_start - acc.shape[0]
             if grow > 0:
                 acc = np.concatenate([acc, np.zeros((grow, c), np.float32)])
                 wsum = np.concatenate([wsum, np.zeros(grow, np.float32)])
-            for start, y in zip(pending, out):
-                acc[start - acc_start : start - acc_start + length] += y * self.window[:, None]
+            # Rows are (chunk, channel) pairs in chunk-major order, separated max_rows at a time and
+            # added into the output as they come: no array of every row's input or output at once.
+            rows = [(start, channel) for start in pending for channel in range(c)]
+            step = self.max_rows or len(rows)
+            for first in range(0, len(rows), step):
+                group = rows[first : first + step]
+                batch = np.zeros((len(group), length), np.float32)
+                for i, (start, channel) in enumerate(group):
+                    seg = inbuf[start - in_start : start - in_start + length, channel]
+                    batch[i, : seg.shape[0]] = seg
+                out = self.separate(torch.from_numpy(batch)).numpy()
+                for (start, channel), y in zip(group, out):
+                    acc[start - acc_start : start - acc_start + length, channel] += y * self.window
+            for start in pending:
                 wsum[start - acc_start : start - acc_start + length] += self.window
                 if self.on_chunk:
                     self.on_chunk()

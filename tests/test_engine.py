@@ -392,6 +392,7 @@ def test_peak_memory_does_not_grow_with_example_clip_length(tmp_path, tiny_weigh
     [
         ({"chunk_seconds": float("inf")}, "chunk_seconds=inf"),
         ({"chunk_seconds": 0.5}, "chunk_seconds=0.5"),
+        ({"chunk_seconds": 600}, "chunk_seconds=600"),
         ({"overlap": 0.95}, "overlap=0.95"),
         ({"shifts": 0}, "shifts=0"),
         ({"shifts": -2}, "shifts=-2"),
@@ -409,7 +410,7 @@ def test_separation_options_are_validated_in_the_library(setting, named):
 
     with pytest.raises(ValueError, match=re.escape(named)):
         SeparationOptions(**setting)
-    assert SeparationOptions(chunk_seconds=600, overlap=0.0, shifts=16, mp3_bitrate=320).shifts == 16
+    assert SeparationOptions(chunk_seconds=30, overlap=0.0, shifts=16, mp3_bitrate=320).shifts == 16
 
 
 def test_a_silent_input_is_refused_before_any_separation(tmp_path, tiny_weights, monkeypatch):
@@ -427,3 +428,23 @@ def test_a_silent_input_is_refused_before_any_separation(tmp_path, tiny_weights,
     monkeypatch.setattr(separate_module, "make_separator", never)
     with pytest.raises(MssError, match="audio: input is silent"):
         separate_module.separate_array(model, cond, np.zeros((44100 * 120, 2), np.float32), 44100)
+
+
+def test_rows_are_separated_in_passes_of_at_most_max_rows_with_the_same_result(tiny_weights):
+    """A many-channel input or a large batch goes through the model a few rows at a time: the
+    memory follows the budget, and the output is what one pass gives."""
+    model = load_model(tiny_weights)
+    fn = make_separator(model, torch.randn(model.config.cond_dim))
+    calls: list[int] = []
+
+    def counted(rows: torch.Tensor) -> torch.Tensor:
+        calls.append(rows.shape[0])
+        return fn(rows)
+
+    x = tone(3.0, channels=2)
+    x = np.concatenate([x] * 8, axis=1)  # 16 channels
+    align = model.config.hop * model.config.frame_multiple
+    whole = np.concatenate(list(OverlapAdd(fn, 44100, 0.25, batch_size=2, align=align).run([x], len(x))))
+    split = OverlapAdd(counted, 44100, 0.25, batch_size=2, align=align, max_rows=5)
+    passes = np.concatenate(list(split.run([x], len(x))))
+    assert max(calls) == 5 and np.allclose(passes, whole, atol=1e-5)
