@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 
 from mss_cli.errors import MssError, UsageError
-from mss_cli.files import output_mode, refuse_to_replace
+from mss_cli.files import output_mode, partial_prefix, refuse_to_replace, remove_stale_partials
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".w64", ".rf64", ".opus", ".caf"}
 FFMPEG_EXTENSIONS = {".m4a", ".aac", ".mp4", ".webm", ".mka", ".wma", ".ac3", ".alac", ".mov", ".mkv", ".ape", ".wv"}
@@ -327,7 +327,10 @@ class AtomicWriter:
             raise MssError(f"{path.parent}: output folder is not writable")
         mode = output_mode(path)
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent)
+            remove_stale_partials(path.parent)
+            fd, tmp = tempfile.mkstemp(
+                prefix=partial_prefix(path.stem), suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent
+            )
         except OSError as exc:
             raise MssError(f"{path}: cannot write ({exc.strerror or exc})") from None
         os.fchmod(fd, mode)

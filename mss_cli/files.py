@@ -10,6 +10,8 @@ permissions it had, as with ``cp`` or a shell redirection onto it.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -52,3 +54,46 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def partial_prefix(stem: str) -> str:
+    """The start of a stem's temporary name: hidden, and naming the run that writes it (host and
+    pid), so that a later run can remove what a killed one left (``remove_stale_partials``)."""
+    return f".{stem}.mss-{_host()}-{os.getpid()}."
+
+
+PARTIAL = re.compile(r"^\..*\.mss-(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)\..*\.partial\.[a-z0-9]+$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:32] or "host"
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Remove the temporary stems in ``folder`` that a run on this machine left when it was killed
+    (SIGKILL, a crash, power loss: no cleanup ran); a live run's, and other machines', stay."""
+    removed = []
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False)]
+    except OSError:
+        return removed
+    for name in names:
+        m = PARTIAL.match(name)
+        if not m or m["host"] != _host() or _alive(int(m["pid"])):
+            continue
+        try:
+            (folder / name).unlink()
+            removed.append(folder / name)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's live process, or not a pid we can ask about: leave it
+    return True

@@ -577,3 +577,24 @@ def test_a_fifo_input_is_refused_at_once_not_waited_on(capsys, workdir, tiny_wei
     os.mkfifo("pipe.wav")
     code, _, err = run(capsys, "separate", "pipe.wav", "--like", "like_1.wav", "-q", "--weights", str(tiny_weights))
     assert code == 1 and "a pipe or device, not a file: give it on stdin as - instead" in one_error_line(err)
+
+
+def test_partials_a_killed_run_left_are_removed_by_the_next_run_into_that_folder(capsys, workdir, tiny_weights):
+    """SIGKILL leaves hidden partials (no cleanup runs); the next run into that folder removes those
+    of dead runs on this machine, and leaves a live run's and other machines' alone."""
+    from mss_cli.files import partial_prefix
+
+    args = ["separate", "song.wav", "--like", "like_1.wav", "-o", "out", "--weights", str(tiny_weights), "-q"]
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    proc.kill()
+    proc.wait()  # a pid that no process has now
+    folder = workdir / "out" / "song"
+    folder.mkdir(parents=True)
+    dead = folder / (partial_prefix("target").replace(f"-{os.getpid()}.", f"-{proc.pid}.") + "x1.partial.wav")
+    live = folder / (partial_prefix("target") + "x2.partial.wav")
+    other = folder / ".target.mss-otherhost-1.x3.partial.wav"
+    for path in (dead, live, other):
+        path.write_bytes(b"partial")
+    assert run(capsys, *args)[0] == 0
+    assert not dead.exists() and live.exists() and other.exists()
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["residual.wav", "target.wav"]
