@@ -64,15 +64,17 @@ class ModelConfig:
         if self.kind not in ("fewshot", "classcond"):
             raise ValueError(f"kind {self.kind!r}: fewshot or classcond")
         if self.film not in ("encoder", "bottleneck"):
-            raise ValueError(f"film {self.film!r}: encoder or bottleneck")
+            raise ValueError(f"unknown FiLM placement {self.film!r} (encoder or bottleneck)")
         whole("sample_rate", self.sample_rate, 8000, 192_000)
         whole("n_fft", self.n_fft, 64, 16_384)
         whole("hop", self.hop, 1, self.n_fft)
         whole("bins", self.bins, 1, self.n_fft // 2 + 1)
-        if not isinstance(self.channels, list) or not 1 <= len(self.channels) <= 8:
-            raise ValueError(f"channels {self.channels!r}: a list of 1 to 8 widths")
-        for width in self.channels:
-            whole("a channel width", width, 1, 1024)
+        if (
+            not isinstance(self.channels, list)
+            or not 1 <= len(self.channels) <= 8
+            or any(isinstance(w, bool) or not isinstance(w, int) or not 1 <= w <= 1024 for w in self.channels)
+        ):
+            raise ValueError(f"U-Net widths {self.channels!r}: 1 to 8 whole numbers from 1 to 1024")
         whole("embed_dim", self.embed_dim, 1, 4096)
         whole("cond_dim", self.cond_dim, 1, 4096)
         whole("time_kernel", self.time_kernel, 1, 15)
@@ -226,9 +228,7 @@ class ConditionedUNet(nn.Module):
         # Fixed after training (open-unmix style): normalises features without per-chunk statistics.
         self.input_mean = nn.Parameter(torch.zeros(config.bins))
         self.input_scale = nn.Parameter(torch.ones(config.bins))
-        if config.film not in ("encoder", "bottleneck"):
-            raise ValueError(f"unknown FiLM placement {config.film!r} (encoder or bottleneck)")
-        if not config.channels or min(config.channels) < 1 or config.bins % 2 ** len(config.channels):
+        if config.bins % 2 ** len(config.channels):
             raise ValueError(
                 f"U-Net widths {config.channels}: 1 to {config.bins.bit_length() - 1} positive widths "
                 f"(each block halves the {config.bins} frequency bins)"

@@ -408,7 +408,7 @@ def test_help_is_compact_with_examples_and_completion_works():
                 ({"bins": 0}, "bins 0"),
                 ({"clip_dbfs": "loud"}, "clip_dbfs 'loud'"),
                 ({"mixture_dbfs": 1e308}, "mixture_dbfs 1e+308"),
-                ({"channels": [4, 200_000]}, "channel width 200000"),
+                ({"channels": [4, 200_000]}, "U-Net widths [4, 200000]"),
             ]
         ],
         (
