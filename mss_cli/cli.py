@@ -262,7 +262,10 @@ def separate(
     from mss_cli.inputs import STDIN, Naming, check_template, expand_inputs, parse_shard, shard
 
     to_stdout = out == "-"
-    files = shard(expand_inputs(inputs, skip=None if to_stdout else Path(out)), parse_shard(shard_spec))
+    unreadable: list[str] = []
+    files = shard(expand_inputs(inputs, None if to_stdout else Path(out), unreadable), parse_shard(shard_spec))
+    for folder in unreadable:  # said even with --quiet: files the user asked for are left out
+        say(f"mss: warning: skipped a folder that cannot be read: {one_line(folder)}")
     if to_stdout and len(files) != 1:
         raise UsageError("-o - writes one stream: give exactly one input")
     if to_stdout and fmt != Format.wav:

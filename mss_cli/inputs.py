@@ -37,7 +37,7 @@ def expand_examples(patterns: list[str], option: str) -> list[str]:
     return files
 
 
-def expand_inputs(items: list[str], skip: Path | None = None) -> list[str]:
+def expand_inputs(items: list[str], skip: Path | None = None, skipped: list[str] | None = None) -> list[str]:
     """INPUT arguments -> sorted, de-duplicated files ('-' is stdin, kept where it stands).
 
     Folders are searched recursively for audio files, leaving out hidden files (an interrupted
@@ -65,7 +65,7 @@ def expand_inputs(items: list[str], skip: Path | None = None) -> list[str]:
             matches = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file() or Path(p).is_dir())
             if not matches:
                 raise UsageError(f"{item}: no file matches")
-            out += expand_inputs(matches, skip)
+            out += expand_inputs(matches, skip, skipped)
         elif Path(item).is_dir():
             if skip is not None and Path(item).resolve().is_relative_to(skip):
                 raise UsageError(
@@ -73,13 +73,39 @@ def expand_inputs(items: list[str], skip: Path | None = None) -> list[str]:
                 )
             if not os.access(item, os.R_OK | os.X_OK):
                 raise UsageError(f"{item}: cannot read this folder (permission denied)")
-            out += sorted(str(p) for p in Path(item).rglob("*") if wanted(p))
+            out += sorted(_files_under(Path(item), wanted, skipped if skipped is not None else []))
         else:
             out.append(item)
     # One file named several ways (in/a.wav, ./in/a.wav, in/../in/a.wav, or through a symlink loop
     # that a ** glob walks round) is one input, separated once under the first of its names.
     seen: set[str] = set()
     return [x for x in out if not ((key := x if x == STDIN else os.path.realpath(x)) in seen or seen.add(key))]
+
+
+def _files_under(folder: Path, wanted, skipped: list[str]) -> list[str]:
+    """Every wanted file under ``folder``, following folder links (each real folder walked once, so
+    a link loop ends); a subfolder that cannot be read is named in ``skipped`` with why."""
+    found: list[str] = []
+    seen: set[str] = set()
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        real = os.path.realpath(current)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            with os.scandir(current) as entries:
+                listed = [(Path(e.path), e.is_dir()) for e in entries]
+        except OSError as exc:
+            skipped.append(f"{current} ({exc.strerror or exc})")
+            continue
+        for path, is_dir in listed:
+            if is_dir:
+                pending.append(path)
+            elif wanted(path):
+                found.append(str(path))
+    return found
 
 
 def _checkable(item: str) -> bool:

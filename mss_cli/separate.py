@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 # so 60 keeps a run under 1 GB whatever the input's channels and --batch-size.
 ROW_SECONDS = 60.0
 MAX_CHUNK_SECONDS = 30.0  # one chunk of one channel must fit that budget twice (stereo)
+CHANNEL_SECONDS = 640.0  # channels x chunk seconds held by the overlap-add buffers (64 x 10 s: 755 MB)
 Format = Literal["wav", "flac", "mp3", "ogg"]
 BitDepth = Literal["16", "24", "32f"]
 Role = Literal["target", "residual"]
@@ -211,7 +212,9 @@ def separate_blocks(
     ``MssError`` after that first pass, before any separation; one whose blocks do not add up to
     ``info.frames``, after the last block."""
     rate = model.config.sample_rate
-    chunk = int(options.chunk_seconds * rate)
+    # The overlap-add buffers hold every channel of a chunk: a many-channel input gets shorter chunks
+    # (64 channels: 10 s), so that they too stay within the memory budget.
+    chunk = int(min(options.chunk_seconds, max(1.0, CHANNEL_SECONDS / info.channels)) * rate)
     align = model.config.hop * model.config.frame_multiple
     peak = 0.0
 

@@ -598,3 +598,27 @@ def test_partials_a_killed_run_left_are_removed_by_the_next_run_into_that_folder
     assert run(capsys, *args)[0] == 0
     assert not dead.exists() and live.exists() and other.exists()
     assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["residual.wav", "target.wav"]
+
+
+def test_an_unreadable_subfolder_is_named_not_skipped_silently(capsys, workdir, tiny_weights, monkeypatch):
+    from mss_cli import inputs
+
+    for sub in ("ok", "locked"):
+        (workdir / "album" / sub).mkdir(parents=True)
+        (workdir / "album" / sub / "a.wav").write_bytes((workdir / "song.wav").read_bytes())
+    scandir = os.scandir
+
+    def refusing(path):  # what a folder without read permission does (root reads any, so it is simulated)
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return scandir(path)
+
+    monkeypatch.setattr(inputs.os, "scandir", refusing)
+    code, _, err = run(
+        capsys, "separate", "album", "--like", "like_1.wav", "-o", "o", "-q", "--weights", str(tiny_weights)
+    )
+    assert (
+        code == 0
+        and err.strip() == "mss: warning: skipped a folder that cannot be read: album/locked (Permission denied)"
+    )
+    assert (workdir / "o" / "a" / "target.wav").is_file()
