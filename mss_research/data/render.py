@@ -156,9 +156,45 @@ def render_work(
         return []
     length = max(a.shape[0] for _, a in rendered)
     stems = [np.pad(a, ((0, length - a.shape[0]), (0, 0))) for _, a in rendered]
+    return [(meta, s) for (meta, _), s in zip(rendered, scale_jointly(stems, rng))]
+
+
+def scale_jointly(stems: list[np.ndarray], rng: random.Random) -> list[np.ndarray]:
+    """One random gain for every stem of a work, so that neither a stem nor the mixture (their sum)
+    clips: the work's peak lands between 0.3 and 0.95 of full scale."""
     peak = max(np.abs(np.sum(stems, axis=0)).max(), max(np.abs(s).max() for s in stems))
     scale = rng.uniform(0.3, 0.95) / peak
-    return [(meta, s * scale) for (meta, _), s in zip(rendered, stems)]
+    return [s * scale for s in stems]
+
+
+def save_work(
+    out_dir: Path, work_id: str, stems: list[tuple[dict, np.ndarray]], source: str, split: str
+) -> tuple[float, int]:
+    """A work's stems as int16 ``.npy`` files, then its manifest rows (which mark it complete);
+    returns the seconds and bytes of stems written."""
+    rows: list[dict] = []
+    seconds, size = 0.0, 0
+    stem_dir = out_dir / "stems" / work_id
+    for i, (meta, audio) in enumerate(stems):
+        stem_dir.mkdir(parents=True, exist_ok=True)
+        path = stem_dir / f"{i:02d}_{meta['class']}.npy"
+        data = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
+        np.save(path, data)
+        seconds += data.shape[0] / SAMPLE_RATE
+        size += path.stat().st_size
+        rows.append(
+            {
+                **meta,
+                "work": work_id,
+                "source": source,
+                "split": split,
+                "duration": round(data.shape[0] / SAMPLE_RATE, 3),
+                "path": str(path.relative_to(out_dir)),
+                "sample_rate": SAMPLE_RATE,
+            }
+        )
+    write_work_rows(out_dir, work_id, rows)
+    return seconds, size
 
 
 @dataclass(frozen=True)
@@ -183,8 +219,7 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
         work: Work | None = pop_arrangement(spec.work_id, taxonomy, rng)
     else:
         work = corpus_work(spec.kind, spec.work_id, taxonomy, rng)
-    rows: list[dict] = []
-    seconds, size = 0.0, 0
+    stems: list[tuple[dict, np.ndarray]] = []
     if work is not None:
         reserved = spec.split == "timbre"
         fonts = tuple(
@@ -199,26 +234,8 @@ def _build_one(args: tuple[WorkSpec, str]) -> tuple[str, float, int]:
         global _PLAYER
         if "_PLAYER" not in globals():
             _PLAYER = PartPlayer()
-        stem_dir = out_dir / "stems" / spec.work_id
-        stem_dir.mkdir(parents=True, exist_ok=True)
-        for i, (meta, audio) in enumerate(render_work(work, _PLAYER, taxonomy, rng, fonts, kits)):
-            path = stem_dir / f"{i:02d}_{meta['class']}.npy"
-            data = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
-            np.save(path, data)
-            seconds += data.shape[0] / SAMPLE_RATE
-            size += path.stat().st_size
-            rows.append(
-                {
-                    **meta,
-                    "work": spec.work_id,
-                    "source": work.source,
-                    "split": spec.split,
-                    "duration": round(data.shape[0] / SAMPLE_RATE, 3),
-                    "path": str(path.relative_to(out_dir)),
-                    "sample_rate": SAMPLE_RATE,
-                }
-            )
-    write_work_rows(out_dir, spec.work_id, rows)
+        stems = render_work(work, _PLAYER, taxonomy, rng, fonts, kits)
+    seconds, size = save_work(out_dir, spec.work_id, stems, work.source if work else "", spec.split)
     return spec.work_id, seconds, size
 
 

@@ -31,6 +31,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, replace
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -49,8 +50,9 @@ from mss_research.data.render import (
     humanise,
     presets_for,
     read_manifest,
+    save_work,
+    scale_jointly,
     work_rows_path,
-    write_work_rows,
 )
 from mss_research.data.scores import Note, Stem, pop_arrangement
 
@@ -179,7 +181,16 @@ def backing_songs(folder: str, split: str) -> dict[str, dict[str, str]]:
 
 # --- one work ------------------------------------------------------------------------------------
 
-_STATE: dict[str, object] = {}
+
+@cache
+def _players(root: str) -> Players:
+    """One set of library players per process: loaded programs serve every work it renders."""
+    return Players(root)
+
+
+@cache
+def _fluid() -> PartPlayer:
+    return PartPlayer()
 
 
 def render_sampled(spec: SampledSpec) -> list[tuple[dict, np.ndarray]]:
@@ -188,11 +199,7 @@ def render_sampled(spec: SampledSpec) -> list[tuple[dict, np.ndarray]]:
     held_out = spec.split == "real"
     taxonomy = load_taxonomy()
     libs = available(spec.libraries, held_out)
-    if "players" not in _STATE:
-        _STATE["players"] = Players(spec.libraries)
-        _STATE["fluid"] = PartPlayer()
-    players: Players = _STATE["players"]  # type: ignore[assignment]
-    fluid: PartPlayer = _STATE["fluid"]  # type: ignore[assignment]
+    players, fluid = _players(spec.libraries), _fluid()
 
     songs = backing_songs(spec.backing, "real" if held_out else "train") if spec.backing else {}
     backed = bool(songs) and (held_out or rng.random() < BACKED)
@@ -277,39 +284,15 @@ def mix(parts: list[tuple[dict, np.ndarray]], rng: random.Random, backed: bool) 
     stems = [a for _, a in balanced]
     if rng.random() < 0.5:
         stems = bus_compress(stems, rng)
-    peak = max(np.abs(np.sum(stems, axis=0)).max(), max(np.abs(s).max() for s in stems))
-    scale = rng.uniform(0.3, 0.95) / peak
-    return [(meta, s * scale) for (meta, _), s in zip(balanced, stems)]
+    return [(meta, s) for (meta, _), s in zip(balanced, scale_jointly(stems, rng))]
 
 
-def _build_one(spec: SampledSpec, out: str) -> tuple[str, float]:
-    out_dir = Path(out)
-    if work_rows_path(out_dir, spec.work_id).exists():
+def _build_one(args: tuple[SampledSpec, str]) -> tuple[str, float]:
+    spec, out = args
+    if work_rows_path(out, spec.work_id).exists():
         return spec.work_id, 0.0
-    rows, seconds = [], 0.0
-    stem_dir = out_dir / "stems" / spec.work_id
-    for i, (meta, audio) in enumerate(render_sampled(spec)):
-        stem_dir.mkdir(parents=True, exist_ok=True)
-        path = stem_dir / f"{i:02d}_{meta['class']}.npy"
-        np.save(path, np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16))
-        seconds += len(audio) / SAMPLE_RATE
-        rows.append(
-            {
-                **meta,
-                "work": spec.work_id,
-                "source": "sampled",
-                "split": spec.split,
-                "duration": round(len(audio) / SAMPLE_RATE, 3),
-                "path": str(path.relative_to(out_dir)),
-                "sample_rate": SAMPLE_RATE,
-            }
-        )
-    write_work_rows(out_dir, spec.work_id, rows)
+    seconds, _ = save_work(Path(out), spec.work_id, render_sampled(spec), "sampled", spec.split)
     return spec.work_id, seconds
-
-
-def _build_star(args: tuple[SampledSpec, str]) -> tuple[str, float]:
-    return _build_one(*args)
 
 
 def build_sampled(
@@ -343,7 +326,7 @@ def build_sampled(
         specs.append(SampledSpec(work_id, split, seed, str(libraries.resolve()), str(backing or "")))
     start, seconds, done = time.time(), 0.0, 0
     with get_context("spawn").Pool(jobs) as pool:
-        for _, s in pool.imap_unordered(_build_star, [(spec, str(out)) for spec in specs]):
+        for _, s in pool.imap_unordered(_build_one, [(spec, str(out)) for spec in specs]):
             seconds, done = seconds + s, done + 1
             if progress and done % 20 == 0:
                 hours = seconds / 3600
