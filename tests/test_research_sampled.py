@@ -66,7 +66,6 @@ def test_sfz_player_plays_notes_where_they_are_with_the_controls_set(tmp_path):
     lib = sfz_library(tmp_path)
     player = SfzPlayer(tmp_path)
     assert player.keys(lib, "inst.sfz") == list(range(48, 73))
-    player.render([Note(0.5, 0.3, 60, 100)], lib, "inst.sfz")  # a file's first playing streams it in
     audio = player.render([Note(0.5, 0.3, 60, 100), Note(1.5, 0.3, 67, 60)], lib, "inst.sfz")
     assert audio.dtype == np.float32 and audio.shape[1] == 2
     envelope = np.abs(audio).max(axis=1)
@@ -82,11 +81,29 @@ def test_sfz_player_plays_notes_where_they_are_with_the_controls_set(tmp_path):
     assert np.abs(SfzPlayer(tmp_path).render([Note(0.1, 0.3, 60, 100)], silent, "inst.sfz")).max() < 1e-4
 
 
+def test_a_part_sounds_the_same_whatever_the_program_played_before(tmp_path):
+    """Round robins advance with every note: without a fresh load before each part, a part's audio
+    would depend on the parts (works) its process rendered before it."""
+    folder = tmp_path / "rr"
+    folder.mkdir()
+    sf.write(folder / "a.wav", sine(1.0, 261.63), SAMPLE_RATE)
+    sf.write(folder / "b.wav", sine(1.0, 261.63) * 0.3, SAMPLE_RATE)
+    (folder / "inst.sfz").write_text(
+        "<group> lokey=48 hikey=72 pitch_keycenter=60 seq_length=2\n"
+        "<region> sample=a.wav seq_position=1\n<region> sample=b.wav seq_position=2\n"
+    )
+    lib = Library("rr", "rr", "test/rr", "sfz", {"piano": ("inst.sfz",)}, "CC0-1.0", False)
+    player = SfzPlayer(tmp_path)
+    part = [Note(0.1, 0.3, 60, 100)]
+    first = player.render(part, lib, "inst.sfz")
+    player.render([Note(0.1, 0.2, 62, 90), Note(0.5, 0.2, 64, 90)], lib, "inst.sfz")  # moves the round robin
+    np.testing.assert_array_equal(player.render(part, lib, "inst.sfz"), first)
+
+
 def test_vibrato_bends_held_notes_only(tmp_path):
     lib = sfz_library(tmp_path)
     player = SfzPlayer(tmp_path)
     notes = [Note(0.0, 0.2, 60, 100), Note(0.3, 1.2, 60, 100)]
-    player.render(notes, lib, "inst.sfz")  # the file's first playing streams it in: compare later ones
     plain, bent = player.render(notes, lib, "inst.sfz"), player.render(notes, lib, "inst.sfz", vibrato=40.0)
     cut = int(0.55 * SAMPLE_RATE)  # vibrato starts 0.25 s into the held note
     np.testing.assert_allclose(plain[:cut], bent[:cut], atol=1e-6)
