@@ -223,17 +223,17 @@ class AudioReader:
 def spooled_stdin(stream: BinaryIO | None = None) -> Iterator[Path]:
     """Copy stdin to a temporary file so it can be decoded like any file (and sought)."""
     stream = stream or sys.stdin.buffer
+    tmp = ""
     try:
         fd, tmp = tempfile.mkstemp(prefix="mss-stdin-")
-    except OSError as exc:
-        raise MssError(f"-: cannot spool standard input to {tempfile.gettempdir()} ({exc.strerror or exc})") from None
+        with os.fdopen(fd, "wb") as fh:
+            shutil.copyfileobj(stream, fh, BLOCK * 4)
+    except OSError as exc:  # TMPDIR full or unusable: the whole stream is kept there to be read twice
+        if tmp:
+            os.unlink(tmp)
+        where = tempfile.gettempdir()
+        raise MssError(f"-: cannot spool standard input to {where} ({exc.strerror or exc}; set TMPDIR)") from None
     try:
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                shutil.copyfileobj(stream, fh, BLOCK * 4)
-        except OSError as exc:  # TMPDIR full: the whole stream is kept there to be read twice
-            where = tempfile.gettempdir()
-            raise MssError(f"-: cannot spool standard input to {where} ({exc.strerror or exc}; set TMPDIR)") from None
         if os.path.getsize(tmp) == 0:
             raise MssError("-: empty standard input")
         yield Path(tmp)

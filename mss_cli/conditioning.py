@@ -305,8 +305,9 @@ def load_profile(path: str | Path, model) -> Conditioning:
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: profile not found")
-    if path.stat().st_size > MAX_PROFILE_BYTES:  # read whole below: a huge file would fill the memory
-        raise UsageError(f"{path}: not a profile ({path.stat().st_size:,} bytes; a profile is a few kB)")
+    size = path.stat().st_size
+    if size > MAX_PROFILE_BYTES:  # read whole below: a huge file would fill the memory
+        raise UsageError(f"{path}: not a profile ({size:,} bytes; a profile is a few kB)")
     meta = profile_metadata(path)
     if meta["model_id"] != model.model_id:
         raise UsageError(
@@ -314,9 +315,10 @@ def load_profile(path: str | Path, model) -> Conditioning:
         )
     try:
         tensors = load_file(str(path))
-        vector = tensors["conditioning"]
-    except (SafetensorError, KeyError, OSError) as exc:
+    except (SafetensorError, OSError) as exc:
         raise UsageError(f"{path}: corrupt profile ({exc})") from None
+    if "conditioning" not in tensors:
+        raise UsageError(f"{path}: corrupt profile (no 'conditioning' vector)")
     if not all(t.is_floating_point() for t in tensors.values()):
         raise UsageError(f"{path}: corrupt profile (its vectors are not floating point)")
     tensors = {name: t.float() for name, t in tensors.items()}  # fp16 or bf16 vectors work as float32

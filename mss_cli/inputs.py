@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mss_cli.audio import is_audio_file
 from mss_cli.errors import MssError, UsageError
+from mss_cli.files import partial_prefix
 
 STDIN = "-"
 NAME_MAX = 255  # bytes in one path component, and in a whole path (Linux, macOS and most file systems)
@@ -173,11 +174,14 @@ class Naming:
         track = safe_name(src.stem)
         parent = safe_name(src.resolve().parent.name) if source != STDIN else "stdin"
         path = self.out_dir / self.template.format(track=track, stem=stem, ext=self.ext, parent=parent)
-        # a hidden temporary name (".NAME.xxxxxxxx.partial.EXT") is written first: it must fit too
-        longest = max(len(os.fsencode(part)) for part in path.parts)
-        if longest + len(".partial.") + 10 > NAME_MAX or len(os.fsencode(str(path.resolve()))) > PATH_MAX:
+        resolved = path.resolve()
+        # the stem is written first under a longer hidden name: partial_prefix, mkstemp's 8
+        # characters and ".partial.EXT" (AtomicWriter); that name must fit too
+        temporary = f"{partial_prefix(path.stem)}{'x' * 8}.partial.{self.ext}"
+        longest = max(len(os.fsencode(part)) for part in (*path.parts, temporary))
+        if longest > NAME_MAX or len(os.fsencode(str(resolved))) > PATH_MAX:
             raise MssError(f"{source}: its output name is too long for the file system ({path})")
-        if not path.resolve().is_relative_to(self.out_dir.resolve()):
+        if not resolved.is_relative_to(self.out_dir.resolve()):
             raise MssError(f"{source}: its output {path} would be outside the output folder {self.out_dir}")
         return path
 

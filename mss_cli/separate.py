@@ -214,7 +214,8 @@ def separate_blocks(
     rate = model.config.sample_rate
     # The overlap-add buffers hold every channel of a chunk: a many-channel input gets shorter chunks
     # (64 channels: 10 s), so that they too stay within the memory budget.
-    chunk = int(min(options.chunk_seconds, max(1.0, CHANNEL_SECONDS / info.channels)) * rate)
+    chunk_seconds = min(options.chunk_seconds, max(1.0, CHANNEL_SECONDS / info.channels))
+    chunk = int(chunk_seconds * rate)
     align = model.config.hop * model.config.frame_multiple
     peak = 0.0
 
@@ -232,7 +233,7 @@ def separate_blocks(
     )
     # On the CPU a pass holds at most ROW_SECONDS of one-channel audio, whatever the channels and
     # batch; a GPU takes the batch as asked (its memory is the user's to size with --batch-size).
-    max_rows = max(1, int(ROW_SECONDS // options.chunk_seconds)) if model.device.type == "cpu" else None
+    max_rows = max(1, int(ROW_SECONDS // chunk_seconds)) if model.device.type == "cpu" else None
     engine = OverlapAdd(separate, chunk, options.overlap, options.batch_size, on_chunk, align, max_rows)
     model_frames = int(round(info.frames * rate / info.sample_rate))
     if on_start:
