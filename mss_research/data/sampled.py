@@ -21,7 +21,8 @@ training soundfonts. What makes the renders sound like recordings:
 ``held_out=True`` renders the evaluation's works: only the held-out libraries, over the backing
 dataset's held-out songs, all in the ``real`` split. Otherwise works use the training libraries and
 the backing's training songs, split train/val as the soundfont renders are. Resumable and
-deterministic from ``(seed, work_id)`` like ``render.build``.
+deterministic from ``(seed, work_id)`` like ``render.build``, up to small timing-dependent
+differences while sfizz streams sample files into a fresh synth (seen in tests under load).
 """
 
 from __future__ import annotations
