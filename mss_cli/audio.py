@@ -25,18 +25,12 @@ import soundfile as sf
 
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import output_mode, partial_prefix, refuse_to_replace, remove_stale_partials
+from mss_cli.formats import FORMATS
 
 SOUNDFILE_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif", ".w64", ".rf64", ".opus", ".caf"}
 FFMPEG_EXTENSIONS = {".m4a", ".aac", ".mp4", ".webm", ".mka", ".wma", ".ac3", ".alac", ".mov", ".mkv", ".ape", ".wv"}
 AUDIO_EXTENSIONS = SOUNDFILE_EXTENSIONS | FFMPEG_EXTENSIONS
 
-# format name -> (soundfile format, file extension, subtypes by --bit-depth; None: no bit depth)
-FORMATS: dict[str, tuple[str, str, dict[str, str] | None]] = {
-    "wav": ("WAV", "wav", {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}),
-    "flac": ("FLAC", "flac", {"16": "PCM_16", "24": "PCM_24"}),
-    "mp3": ("MP3", "mp3", None),
-    "ogg": ("OGG", "ogg", None),
-}
 BLOCK = 65536
 # The sample rate mss's models and training data work at (tracks at other rates are resampled).
 SAMPLE_RATE = 44100
@@ -95,6 +89,19 @@ def check_samples(block: np.ndarray, source: str) -> None:
     peak = float(np.abs(block).max()) if block.size else 0.0
     if not peak <= MAX_SAMPLE:
         raise MssError(f"{source}: contains NaN, infinite or absurd samples (peak {peak:.3g}; not valid audio)")
+
+
+def as_float_frames(audio: np.ndarray, what: str = "audio") -> np.ndarray:
+    """Samples in memory, (frames,) or (frames, channels), float or signed integer PCM (scaled to
+    [-1, 1] as soundfile reads it) -> float32 (frames, channels)."""
+    samples = np.asarray(audio)
+    if samples.ndim not in (1, 2) or samples.shape[0] == 0:
+        raise MssError(f"{what} of shape {samples.shape}: expected (frames,) or (frames, channels)")
+    if np.issubdtype(samples.dtype, np.signedinteger):
+        samples = samples / np.float32(-np.iinfo(samples.dtype).min)
+    elif not np.issubdtype(samples.dtype, np.floating):
+        raise MssError(f"{what} of dtype {samples.dtype}: expected float or signed integer samples")
+    return samples.reshape(samples.shape[0], -1).astype(np.float32, copy=False)
 
 
 class AudioReader:
@@ -269,7 +276,7 @@ class Resampler:
 
 def resolve_subtype(fmt: str, bit_depth: str | None, input_subtype: str) -> str | None:
     """The encoder subtype: the requested bit depth, else the input's (16-bit where that is unknown)."""
-    table = FORMATS[fmt][2]
+    table = FORMATS[fmt].subtypes
     if table is None:
         if bit_depth:
             raise UsageError(f"--bit-depth does not apply to {fmt} (a compressed format)")
@@ -329,7 +336,7 @@ class AtomicWriter:
         try:
             remove_stale_partials(path.parent)
             fd, tmp = tempfile.mkstemp(
-                prefix=partial_prefix(path.stem), suffix=f".partial.{FORMATS[fmt][1]}", dir=path.parent
+                prefix=partial_prefix(path.stem), suffix=f".partial.{FORMATS[fmt].extension}", dir=path.parent
             )
         except OSError as exc:
             raise MssError(f"{path}: cannot write ({exc.strerror or exc})") from None
@@ -346,7 +353,7 @@ class AtomicWriter:
                 sample_rate,
                 channels,
                 subtype=subtype,
-                format=FORMATS[fmt][0],
+                format=FORMATS[fmt].soundfile,
                 **mp3_settings(mp3_bitrate, sample_rate),
             )
         except (sf.LibsndfileError, RuntimeError) as exc:
@@ -445,6 +452,49 @@ class WavStreamWriter:
 
     def abort(self) -> None:
         self.stream.flush()
+
+
+class EncodedStreamWriter:
+    """A compressed or FLAC stream to stdout: encoded into a temporary file (libsndfile needs to seek
+    to finish these formats), which is copied to stdout when complete and then removed."""
+
+    def __init__(self, sample_rate: int, channels: int, fmt: str, subtype: str | None, mp3_bitrate: int | None) -> None:
+        fd, tmp = tempfile.mkstemp(prefix="mss-stdout-", suffix=f".{FORMATS[fmt].extension}")
+        os.close(fd)
+        self.tmp = Path(tmp)
+        try:
+            self.writer = AtomicWriter(self.tmp, sample_rate, channels, fmt, subtype, True, mp3_bitrate)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+
+    @property
+    def clipped(self) -> int:
+        return self.writer.clipped
+
+    def write(self, block: np.ndarray) -> None:
+        self.writer.write(block)
+
+    def commit(self) -> None:
+        try:
+            self.writer.commit()
+            with open(self.tmp, "rb") as fh:
+                shutil.copyfileobj(fh, sys.stdout.buffer, BLOCK * 4)
+            sys.stdout.buffer.flush()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        self.writer.abort()
+        self.tmp.unlink(missing_ok=True)
+
+
+def stdout_writer(info: AudioInfo, fmt: str, subtype: str | None, mp3_bitrate: int | None = None):
+    """A writer of one stem to stdout in ``fmt``: WAV streams as it is separated (its length is
+    known up front), other formats once the stem is complete."""
+    if fmt == "wav":
+        return WavStreamWriter(sys.stdout.buffer, info.sample_rate, info.channels, info.frames, subtype or "PCM_16")
+    return EncodedStreamWriter(info.sample_rate, info.channels, fmt, subtype, mp3_bitrate)
 
 
 def read_mono(path: str | Path, sample_rate: int) -> Iterator[np.ndarray]:

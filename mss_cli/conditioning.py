@@ -9,9 +9,10 @@ of its clips' — the few-shot average of Wang et al. with every clip counting e
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -39,8 +40,12 @@ MAX_PROFILE_BYTES = 16 << 20  # a profile is a few kB: its vector and a few supp
 PROFILE_UNWANTED = "suppress"
 
 
+# An example clip: a file, or samples in memory ((frames,) or (frames, channels), at ``sample_rate``).
+Clip = str | os.PathLike | np.ndarray
+
+
 class Partner(NamedTuple):
-    """Another separator whose mask is averaged with the conditioned model's (``with_class``)."""
+    """Another separator whose mask is averaged with a target's (``class_partner``)."""
 
     model: ConditionedUNet
     vector: torch.Tensor
@@ -57,20 +62,36 @@ class Conditioning:
     # (groups, cond_dim): one unwanted instrument per group of similar negative clips, whose mask the
     # separator takes out of the target's (``unwanted_vectors``); None: the negatives only steer.
     unwanted: torch.Tensor | None = None
-    # (model, vector) pairs whose masks are averaged with this one's (``with_class``); not stored in
-    # profiles: they name another model, which a profile is not tied to.
-    partners: list[Partner] = field(default_factory=list)
 
 
-def _windows(path: str | Path, sample_rate: int) -> Iterator[np.ndarray]:
+def clip_label(clip: Clip, index: int) -> str:
+    """What errors and profiles call a clip: its path, or its place among arrays."""
+    return f"clip {index + 1} (an array)" if isinstance(clip, np.ndarray) else str(clip)
+
+
+def _mono(clip: Clip, sample_rate: int, clip_rate: int | None) -> Iterator[np.ndarray]:
+    """A clip's mono float32 blocks at ``sample_rate``, decoded from its file or taken from its array."""
+    from mss_cli.audio import BLOCK, Resampler, as_float_frames, read_mono
+
+    if not isinstance(clip, np.ndarray):
+        yield from read_mono(clip, sample_rate)
+        return
+    if clip_rate is None:
+        raise MssError("an example clip given as an array needs its sample_rate")
+    mono = as_float_frames(clip, "an example clip").mean(axis=1, keepdims=True)
+    resample = Resampler(clip_rate, sample_rate, 1)
+    for start in range(0, mono.shape[0], BLOCK):
+        yield resample(mono[start : start + BLOCK])[:, 0]
+    yield resample(np.zeros((0, 1), np.float32), last=True)[:, 0]
+
+
+def _windows(clip: Clip, sample_rate: int, clip_rate: int | None = None) -> Iterator[np.ndarray]:
     """A clip's mono windows of WINDOW_SECONDS as it is decoded, then its shorter rest if that is
     MIN_SECONDS or more (or if it is all the clip has)."""
-    from mss_cli.audio import read_mono
-
     window = int(WINDOW_SECONDS * sample_rate)
     buffer = np.zeros(0, np.float32)
     whole = False
-    for block in read_mono(path, sample_rate):
+    for block in _mono(clip, sample_rate, clip_rate):
         buffer = np.concatenate([buffer, block])
         while buffer.shape[0] >= window:
             whole = True
@@ -80,37 +101,47 @@ def _windows(path: str | Path, sample_rate: int) -> Iterator[np.ndarray]:
         yield buffer
 
 
-def clip_windows(path: str | Path, sample_rate: int, reference_dbfs: float | None = None) -> Iterator[np.ndarray]:
+def clip_windows(
+    path: Clip,
+    sample_rate: int,
+    reference_dbfs: float | None = None,
+    clip_rate: int | None = None,
+    label: str | None = None,
+) -> Iterator[np.ndarray]:
     """The non-silent mono windows of one example clip, checked for length and silence; with
     ``reference_dbfs``, the whole clip scaled to that gated level (the model's training clips',
     ``ModelConfig.clip_dbfs``). Two passes over the file, the level and checks and then the windows,
-    so memory holds a few windows however long the clip is."""
+    so memory holds a few windows however long the clip is. ``clip_rate``: an array clip's rate."""
     from mss_cli.level import LevelMeter, gain_to
 
+    label = label or clip_label(path, 0)
     meter = LevelMeter(sample_rate)
     total = loud = 0
-    for w in _windows(path, sample_rate):
+    for w in _windows(path, sample_rate, clip_rate):
         meter.add(w)
         total += w.shape[0]
         loud += int(np.abs(w).max() > SILENCE_PEAK)
     if total < int(MIN_SECONDS * sample_rate):
-        raise UsageError(f"{path}: example too short ({total / sample_rate:.2f} s; at least {MIN_SECONDS:g} s needed)")
+        raise UsageError(f"{label}: example too short ({total / sample_rate:.2f} s; at least {MIN_SECONDS:g} s needed)")
     if not loud:
-        raise UsageError(f"{path}: example is silent")
+        raise UsageError(f"{label}: example is silent")
     gain = np.float32(gain_to(meter.dbfs(), reference_dbfs))
-    return (w * gain for w in _windows(path, sample_rate) if np.abs(w).max() > SILENCE_PEAK)
+    return (w * gain for w in _windows(path, sample_rate, clip_rate) if np.abs(w).max() > SILENCE_PEAK)
 
 
-def embed_clips(model, paths: list[str], batch: int = 8) -> torch.Tensor:
+def embed_clips(model, paths: Sequence[Clip], batch: int = 8, sample_rate: int | None = None) -> torch.Tensor:
     """Per-clip embeddings (clips, embed_dim): the mean of each clip's window embeddings, the windows
-    going through the encoder ``batch`` at a time as they are decoded."""
+    going through the encoder ``batch`` at a time as they are decoded. ``sample_rate``: that of
+    clips given as arrays."""
     import torch
 
     device = model.device
     out = []
-    for path in paths:
+    for index, path in enumerate(paths):
         try:
-            windows = clip_windows(path, model.config.sample_rate, model.config.clip_dbfs)
+            windows = clip_windows(
+                path, model.config.sample_rate, model.config.clip_dbfs, sample_rate, clip_label(path, index)
+            )
             sums, count = None, 0
             for group in _batches(windows, batch):
                 length = max(w.shape[0] for w in group)
@@ -175,57 +206,52 @@ def unwanted_vectors(
     return model.unwanted_conditioning(positive, torch.stack([negative[g].mean(0) for g in groups]))
 
 
-def condition(model, positives: list[str], negatives: list[str] = ()) -> Conditioning:
-    """Embed example clips (files) into the conditioning vector for ``model``."""
+def condition(
+    model, positives: Sequence[Clip], negatives: Sequence[Clip] = (), sample_rate: int | None = None
+) -> Conditioning:
+    """Embed example clips (files, or arrays at ``sample_rate``) into the conditioning vector for
+    ``model``; the negatives also give the suppression vectors (``unwanted_vectors``)."""
     import torch
 
+    for what, clips in (("positives", positives), ("negatives", negatives)):
+        if isinstance(clips, (str, os.PathLike, np.ndarray)):
+            raise TypeError(f"{what}: a list of clips, not one {type(clips).__name__} (write [{what}])")
     if not positives:
-        raise UsageError("no positive examples: give --like FILE... or --profile NAME")
+        raise UsageError("no positive example clips")
     if model.config.kind != "fewshot":
-        raise UsageError("this model is class-conditioned: it takes --class NAME, not example clips")
-    pos = embed_clips(model, list(positives))
-    neg = embed_clips(model, list(negatives)) if negatives else None
+        raise UsageError("this model is class-conditioned: it separates a named class, not one shown by example clips")
+    pos = embed_clips(model, list(positives), sample_rate=sample_rate)
+    neg = embed_clips(model, list(negatives), sample_rate=sample_rate) if len(negatives) else None
     with torch.inference_mode():
         vector = model.conditioning(pos[None], None if neg is None else neg[None])[0]
         unwanted = None if neg is None else unwanted_vectors(model, pos, neg).cpu()
     return Conditioning(
-        vector.cpu(), model.model_id, [str(p) for p in positives], [str(n) for n in negatives], unwanted
+        vector.cpu(),
+        model.model_id,
+        [clip_label(c, i) for i, c in enumerate(positives)],
+        [clip_label(c, i) for i, c in enumerate(negatives)],
+        unwanted,
     )
 
 
 def trained_classes(model) -> list[str]:
-    """The classes a class-conditioned model has learned vectors for: its training targets.
+    """The classes a class-conditioned model has learned vectors for (``classes.trained_classes``)."""
+    from mss_cli.classes import trained_classes as trained
 
-    Its class table has a row for every class of the taxonomy, but the held-out ("unseen") classes'
-    rows were never touched by training: they are random, so using one would be a silent guess.
-    """
-    from mss_cli.taxonomy import load_taxonomy
-
-    return [c for c in load_taxonomy().seen if c in model.config.class_names]
-
-
-def resolve_class(name: str, trained: list[str]) -> str:
-    """``name`` as one of ``trained``, ignoring case and '-' or ' ' for '_' (``Electric Guitar``);
-    otherwise a usage error that suggests the nearest class."""
-    import difflib
-
-    by_key = {c.lower(): c for c in trained}
-    key = "_".join(name.strip().lower().replace("-", " ").split())
-    if key in by_key:
-        return by_key[key]
-    close = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
-    hint = f"did you mean {by_key[close[0]]}? " if close else ""
-    raise UsageError(f"--class {name}: not a class this model was trained on ({hint}one of: {', '.join(trained)})")
+    return trained(model.config.class_names)
 
 
 def class_vector(model, name: str) -> torch.Tensor:
-    """The learned conditioning vector (cond_dim,) of one of a class-conditioned model's trained classes."""
+    """The learned conditioning vector (cond_dim,) of one of a class-conditioned model's trained
+    classes (``name`` as ``classes.resolve_class`` takes it: any case, a synonym)."""
     import torch
+
+    from mss_cli.classes import resolve_class
 
     if model.config.kind != "classcond":
         raise UsageError(
-            "--class needs a class-conditioned model (the default is mss-classcond.safetensors); "
-            "this one takes example clips (--like)"
+            "a class needs the class-conditioned model (mss-classcond.safetensors); this one is few-shot "
+            "and takes example clips"
         )
     name = resolve_class(name, trained_classes(model))
     with torch.inference_mode():
@@ -234,19 +260,19 @@ def class_vector(model, name: str) -> torch.Tensor:
 
 
 def class_condition(model, name: str) -> Conditioning:
-    """``--class NAME``: the class's vector, labelled like a conditioning made from clips."""
+    """A class of the class-conditioned ``model``, labelled like a conditioning made from clips."""
     return Conditioning(class_vector(model, name), model.model_id, [f"class:{name}"], [])
 
 
-def with_class(model, cond: Conditioning, baseline, name: str) -> Conditioning:
-    """``--like`` (or ``--profile``) together with ``--class NAME``: the few-shot ``model``'s
-    separation as ``cond`` asks, averaged mask by mask with the class-conditioned ``baseline``'s for
-    NAME (one of its trained classes). The two models were trained apart and err apart: on
-    validation episodes the average beat either alone (`experiments/average-with-baseline.md`)."""
+def class_partner(model, baseline, name: str) -> Partner:
+    """The class-conditioned ``baseline`` separating class ``name``, to average with a target of
+    the few-shot ``model`` (``Target.partner``). The two models were trained apart and err apart:
+    on synthetic validation episodes the average beat either alone, on real recordings it does not
+    (`experiments/average-with-baseline.md`)."""
     from mss_cli.model import check_same_transform
 
     check_same_transform(model, baseline)
-    return replace(cond, partners=[*cond.partners, Partner(baseline, class_vector(baseline, name))])
+    return Partner(baseline, class_vector(baseline, name))
 
 
 def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) -> Path:

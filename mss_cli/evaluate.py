@@ -38,7 +38,8 @@ def evaluate_folder(model, folder: str | Path, progress: Callable[[str], None] =
 
     from mss_cli.audio import is_audio_file
     from mss_cli.conditioning import condition
-    from mss_cli.separate import Outputs, SeparationOptions, separate_file
+    from mss_cli.separate import SeparationOptions, separate_file
+    from mss_cli.targets import Target
 
     require("fast_bss_eval", "eval")  # before the first (slow) separation
 
@@ -65,12 +66,10 @@ def evaluate_folder(model, folder: str | Path, progress: Callable[[str], None] =
         mix, _ = sf.read(mixture, always_2d=True)
         if ref.shape != mix.shape:  # checked before the (slow) separation
             raise UsageError(f"{case}: target and mixture differ in length or channels")
-        cond = condition(model, likes, nots)
+        target = Target("target", model, condition(model, likes, nots))
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "target.wav"
-            separate_file(
-                model, cond, mixture, Outputs({"target": ("target", out)}), SeparationOptions(bit_depth="32f")
-            )
+            separate_file([target], mixture, {"target": out}, SeparationOptions(bit_depth="32f"))
             est, _ = sf.read(out, always_2d=True)
         channels = range(ref.shape[1])
         value = float(np.mean([bss_sdr(ref[:, c], est[:, c]) for c in channels]))

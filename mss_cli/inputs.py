@@ -11,6 +11,7 @@ from pathlib import Path
 from mss_cli.audio import is_audio_file
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import partial_prefix
+from mss_cli.manifest import written_here
 
 STDIN = "-"
 NAME_MAX = 255  # bytes in one path component, and in a whole path (Linux, macOS and most file systems)
@@ -42,9 +43,9 @@ def expand_inputs(items: list[str], skip: Path | None = None, skipped: list[str]
     """INPUT arguments -> sorted, de-duplicated files ('-' is stdin, kept where it stands).
 
     Folders are searched recursively for audio files, leaving out hidden files (an interrupted
-    writer's temporaries) and the folder ``skip`` (the run's own output folder, so a second run in
-    a folder does not separate the first one's stems); a missing path is kept so that it fails as
-    that input (exit 1) while the others are still processed.
+    writer's temporaries), the stems any earlier run wrote (its manifests) and the folder ``skip``
+    (the run's own output folder); a missing path is kept so that it fails as that input (exit 1)
+    while the others are still processed.
     """
     if items.count(STDIN) > 1:
         raise UsageError("- (stdin) can be given only once")
@@ -85,7 +86,8 @@ def expand_inputs(items: list[str], skip: Path | None = None, skipped: list[str]
 
 def _files_under(folder: Path, wanted, skipped: list[str]) -> list[str]:
     """Every wanted file under ``folder``, following folder links (each real folder walked once, so
-    a link loop ends); a subfolder that cannot be read is named in ``skipped`` with why."""
+    a link loop ends), except the stems an earlier run wrote (``manifest``); a subfolder that cannot
+    be read is named in ``skipped`` with why."""
     found: list[str] = []
     seen: set[str] = set()
     pending = [folder]
@@ -101,10 +103,11 @@ def _files_under(folder: Path, wanted, skipped: list[str]) -> list[str]:
         except OSError as exc:
             skipped.append(f"{current} ({exc.strerror or exc})")
             continue
+        outputs = written_here(current)
         for path, is_dir in listed:
             if is_dir:
                 pending.append(path)
-            elif wanted(path):
+            elif path.name not in outputs and wanted(path):
                 found.append(str(path))
     return found
 

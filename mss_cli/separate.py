@@ -1,20 +1,19 @@
-"""Separate one track: decode -> measure its level -> resample -> overlap-add model -> resample
-back -> encode.
+"""Separate one track into its stems: decode -> measure its level -> resample -> overlap-add model
+-> resample back -> encode.
 
-This is the library entry point the CLI calls for every input; it streams end to end (the level
-is a first pass over the decoded file), so memory does not depend on the track's length. The
-residual is computed as mixture minus target at the input's own rate, so target + residual
-reproduces the input exactly (up to output rounding).
+This is the library entry point for every input; it streams end to end (the level is a first pass
+over the decoded file), so memory does not depend on the track's length. Each target is one stem;
+the residual is the mixture minus every stem at the input's own rate, so the stems and the
+residual sum back to the input exactly (up to output rounding).
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,21 +23,21 @@ from mss_cli.audio import (
     AudioInfo,
     AudioReader,
     Resampler,
-    WavStreamWriter,
+    as_float_frames,
     check_audio,
     check_samples,
     resolve_subtype,
+    stdout_writer,
 )
-from mss_cli.conditioning import Conditioning, Partner
-from mss_cli.device import Precision
-from mss_cli.engine import OverlapAdd
+from mss_cli.device import PRECISIONS, Precision
+from mss_cli.engine import OverlapAdd, make_separator
 from mss_cli.errors import MssError
+from mss_cli.formats import BIT_DEPTHS, FORMATS
 from mss_cli.level import level_dbfs
+from mss_cli.targets import residual_name, stem_names
 
 if TYPE_CHECKING:
-    import torch
-
-    from mss_cli.model import ConditionedUNet
+    from mss_cli.targets import Target
 
 # Seconds of one-channel audio in one pass of the model on the CPU: peak memory grows by about
 # 6 MB per such second on the shipped model (434 MB for 2 x 10 s, 665 MB for 2 x 30 s, measured),
@@ -46,9 +45,6 @@ if TYPE_CHECKING:
 ROW_SECONDS = 60.0
 MAX_CHUNK_SECONDS = 30.0  # one chunk of one channel must fit that budget twice (stereo)
 CHANNEL_SECONDS = 640.0  # channels x chunk seconds held by the overlap-add buffers (64 x 10 s: 755 MB)
-Format = Literal["wav", "flac", "mp3", "ogg"]
-BitDepth = Literal["16", "24", "32f"]
-Role = Literal["target", "residual"]
 
 
 @dataclass
@@ -60,8 +56,8 @@ class SeparationOptions:
     batch_size: int = 1
     precision: Precision = "auto"
     shifts: int = 1
-    fmt: Format = "wav"
-    bit_depth: BitDepth | None = None  # None: as the input
+    fmt: str = "wav"  # a key of formats.FORMATS
+    bit_depth: str | None = None  # one of formats.BIT_DEPTHS; None: as the input
     mp3_bitrate: int | None = None  # kbit/s, constant (None: libsndfile's default)
     overwrite: bool = False
 
@@ -80,12 +76,12 @@ class SeparationOptions:
             raise ValueError(f"overlap={self.overlap!r}: a fraction from 0 to 0.9")
         whole("batch_size", 1, 256)
         whole("shifts", 1, 16)
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision={self.precision!r}: auto, fp32 or bf16")
-        if self.fmt not in ("wav", "flac", "mp3", "ogg"):
-            raise ValueError(f"fmt={self.fmt!r}: wav, flac, mp3 or ogg")
-        if self.bit_depth not in (None, "16", "24", "32f"):
-            raise ValueError(f"bit_depth={self.bit_depth!r}: None, '16', '24' or '32f'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: one of {', '.join(PRECISIONS)}")
+        if self.fmt not in FORMATS:
+            raise ValueError(f"fmt={self.fmt!r}: one of {', '.join(FORMATS)}")
+        if self.bit_depth is not None and self.bit_depth not in BIT_DEPTHS:
+            raise ValueError(f"bit_depth={self.bit_depth!r}: None or one of {', '.join(BIT_DEPTHS)}")
         if self.mp3_bitrate is not None:
             whole("mp3_bitrate", 32, 320)
 
@@ -104,113 +100,22 @@ class Written:
     clipped_samples: int = 0
 
 
-class Stem(NamedTuple):
-    """One stem to write: its name (``--json``'s ``stem``) and where it goes ("-": stdout)."""
-
-    name: str
-    dest: Path | str
-
-
-@dataclass
-class Outputs:
-    """The stems to write, by role; plain (name, dest) pairs are taken as ``Stem``."""
-
-    paths: dict[Role, Stem] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.paths = {role: Stem(*stem) for role, stem in self.paths.items()}
-
-
-def make_separator(
-    model: ConditionedUNet,
-    cond_vector: torch.Tensor,
-    precision: Precision = "auto",
-    unwanted: torch.Tensor | None = None,
-    shifts: int = 1,
-    level: float | None = None,
-    partners: Sequence[Partner] = (),
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A function rows (N, samples) -> target rows, running the model on its device with the
-    conditioning folded into its weights (``bind_conditioning``) and in ``precision``; every mask
-    is the mean over ``shifts`` passes (``ConditionedUNet.mask``).
-
-    ``unwanted`` (M, cond_dim), from ``conditioning.unwanted_vectors``: one more pass per row of
-    it, each separating an unwanted instrument, whose mask is then taken out of the target's
-    (``take_out`` in the model). The spectrogram is computed once for all of them.
-
-    ``level``: the whole input's gated level in dBFS (``level.level_dbfs``); the network sees the
-    input scaled to the level its training mixtures had (``ModelConfig.mixture_dbfs``), so a loud
-    master and a quiet recording of one song separate alike, and the output keeps the input's own
-    level. None: the input as it comes.
-
-    ``partners``: (model, conditioning vector) pairs, other separators with the same transform
-    (``conditioning.with_class``: the class-conditioned baseline); the target's mask is the mean of
-    theirs and this model's (after its suppression: the partners get no negatives), a two-model
-    ensemble that averages out part of each model's errors (`experiments/average-with-baseline.md`)."""
-    import torch
-
-    from mss_cli.device import autocast_dtype
-    from mss_cli.level import gain_to
-    from mss_cli.model import bind_conditioning, check_same_transform, take_out
-
-    device = model.device
-    bound = bind_conditioning(model, cond_vector.reshape(1, -1))
-    unwanted_models = [bind_conditioning(model, v.reshape(1, -1)) for v in ([] if unwanted is None else unwanted)]
-    for other, _ in partners:
-        check_same_transform(model, other)
-    bound_partners = [
-        (
-            bind_conditioning(m, v.reshape(1, -1)),
-            gain_to(level, m.config.mixture_dbfs),
-            torch.zeros(1, m.config.cond_dim, device=device),
-        )
-        for m, v in partners
-    ]
-    dtype = autocast_dtype(str(device), precision)
-    unused = torch.zeros(1, model.config.cond_dim, device=device)
-    gain = gain_to(level, model.config.mixture_dbfs)
-
-    def run(rows: torch.Tensor) -> torch.Tensor:
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None),
-        ):
-            rows = rows.to(device)
-            spec, feats = bound.features(rows, gain)
-            cond = unused.expand(rows.shape[0], -1)
-            mask = bound.mask(feats, cond, shifts)
-            if unwanted_models:
-                most = unwanted_models[0].mask(feats, cond, shifts)
-                for other in unwanted_models[1:]:
-                    most = torch.maximum(most, other.mask(feats, cond, shifts))
-                mask = take_out(mask, most)
-            for partner, partner_gain, idle in bound_partners:
-                mask = mask + partner.mask(
-                    partner.features_of(spec, partner_gain), idle.expand(rows.shape[0], -1), shifts
-                )
-            mask = mask / (1 + len(bound_partners))
-            out = bound.apply_mask(spec, mask, rows.shape[-1])
-        return out.float().cpu()
-
-    return run
-
-
 def separate_blocks(
-    model: ConditionedUNet,
-    cond: Conditioning,
+    targets: Sequence[Target],
     blocks: Callable[[], Iterator[np.ndarray]],
     info: AudioInfo,
     options: SeparationOptions,
     label: str,
     on_chunk: Callable[[], None] | None = None,
     on_start: Callable[[int], None] | None = None,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The streaming core of ``separate_file`` and ``separate_array``: (target, mixture) block pairs
-    at the input's rate and channels, in order, for an input whose ``blocks()`` can be read twice
+) -> Iterator[tuple[list[np.ndarray], np.ndarray]]:
+    """The streaming core of ``separate_file`` and ``separate_array``: (stems, mixture) block pairs,
+    one block per target, at the input's rate and channels, in order, for an input whose ``blocks()`` can be read twice
     (a first pass measures the whole track's level, so every chunk is scaled alike and chunking
     changes nothing). Memory does not depend on the input's length. A silent input is an
     ``MssError`` after that first pass, before any separation; one whose blocks do not add up to
     ``info.frames``, after the last block."""
+    model = targets[0].model
     rate = model.config.sample_rate
     # The overlap-add buffers hold every channel of a chunk: a many-channel input gets shorter chunks
     # (64 channels: 10 s), so that they too stay within the memory budget.
@@ -228,18 +133,16 @@ def separate_blocks(
     level = level_dbfs(measured(), info.sample_rate)
     if peak == 0.0:
         raise MssError(f"{label}: input is silent")
-    separate = make_separator(
-        model, cond.vector, options.precision, cond.unwanted, options.shifts, level, cond.partners
-    )
+    separate = make_separator(targets, options.precision, options.shifts, level)
     # On the CPU a pass holds at most ROW_SECONDS of one-channel audio, whatever the channels and
     # batch; a GPU takes the batch as asked (its memory is the user's to size with --batch-size).
     max_rows = max(1, int(ROW_SECONDS // chunk_seconds)) if model.device.type == "cpu" else None
-    engine = OverlapAdd(separate, chunk, options.overlap, options.batch_size, on_chunk, align, max_rows)
+    engine = OverlapAdd(separate, chunk, options.overlap, options.batch_size, on_chunk, align, max_rows, len(targets))
     model_frames = int(round(info.frames * rate / info.sample_rate))
     if on_start:
         on_start(engine.chunks_for(model_frames))
     down = Resampler(info.sample_rate, rate, info.channels)
-    up = Resampler(rate, info.sample_rate, info.channels)
+    ups = [Resampler(rate, info.sample_rate, info.channels) for _ in targets]
     mixture_fifo = np.zeros((0, info.channels), np.float32)
 
     def to_model_rate() -> Iterator[np.ndarray]:
@@ -249,43 +152,42 @@ def separate_blocks(
             yield down(block)
         yield down(np.zeros((0, info.channels), np.float32), last=True)
 
-    def paired(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        nonlocal mixture_fifo
-        mix, mixture_fifo = mixture_fifo[: target.shape[0]], mixture_fifo[target.shape[0] :]
-        return target, mix
+    def paired(stems: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        nonlocal mixture_fifo, produced
+        length = stems[0].shape[0]
+        produced += length
+        mix, mixture_fifo = mixture_fifo[:length], mixture_fifo[length:]
+        return stems, mix
 
     produced = 0
     for block in engine.run(to_model_rate(), model_frames):
-        out = up(block)
-        produced += out.shape[0]
-        yield paired(out)
-    tail = up(np.zeros((0, info.channels), np.float32), last=True)
-    produced += tail.shape[0]
-    yield paired(tail)
+        yield paired([up(np.ascontiguousarray(block[:, k])) for k, up in enumerate(ups)])
+    yield paired([up(np.zeros((0, info.channels), np.float32), last=True) for up in ups])
     if produced != info.frames:
         raise MssError(f"{label}: internal length mismatch ({produced} != {info.frames} samples)")
 
 
+def residual_of(mix: np.ndarray, stems: Sequence[np.ndarray]) -> np.ndarray:
+    """The mixture minus every stem: what no target claimed."""
+    total = stems[0]
+    for stem in stems[1:]:
+        total = total + stem
+    return mix - total
+
+
 def separate_array(
-    model: ConditionedUNet,
-    cond: Conditioning,
+    targets: Sequence[Target],
     audio: np.ndarray,
     sample_rate: int,
     options: SeparationOptions | None = None,
-) -> dict[Role, np.ndarray]:
+) -> dict[str, np.ndarray]:
     """Separate audio held in memory: ``audio`` (frames,) or (frames, channels), float or signed
-    integer PCM (scaled to [-1, 1] as soundfile reads it); returns the target and the residual (mixture
-    minus target) as float32 arrays of the same shape. The same streaming engine as
+    integer PCM (scaled to [-1, 1] as soundfile reads it); returns each target's stem and the
+    residual, by name, as float32 arrays of the input's shape. The same streaming engine as
     ``separate_file``, so a file and its samples give the same stems."""
     options = options or SeparationOptions()
-    samples = np.asarray(audio)
-    if samples.ndim not in (1, 2) or samples.shape[0] == 0:
-        raise MssError(f"audio of shape {samples.shape}: expected (frames,) or (frames, channels)")
-    if np.issubdtype(samples.dtype, np.signedinteger):  # as soundfile reads integer PCM
-        samples = samples / np.float32(-np.iinfo(samples.dtype).min)
-    elif not np.issubdtype(samples.dtype, np.floating):
-        raise MssError(f"audio of dtype {samples.dtype}: expected float or signed integer samples")
-    frames = samples.reshape(samples.shape[0], -1).astype(np.float32, copy=False)
+    frames = as_float_frames(audio)
+    shape = (frames.shape[0],) if np.ndim(audio) == 1 else frames.shape
     info = AudioInfo(sample_rate, frames.shape[1], frames.shape[0], "FLOAT")
     check_audio(info, "audio")
 
@@ -295,68 +197,71 @@ def separate_array(
             check_samples(block, "audio")
             yield block
 
-    target = np.concatenate([t for t, _ in separate_blocks(model, cond, blocks, info, options, "audio")])
-    target = target.reshape(samples.shape)
-    return {"target": target, "residual": frames.reshape(samples.shape) - target}
+    parts = list(separate_blocks(targets, blocks, info, options, "audio"))
+    stems = [np.concatenate([p[0][k] for p in parts]).reshape(shape) for k in range(len(targets))]
+    names = [t.name for t in targets]
+    out = dict(zip(names, stems))
+    out[residual_name(names)] = residual_of(frames.reshape(shape), stems)
+    return out
 
 
 def separate_file(
-    model: ConditionedUNet,
-    cond: Conditioning,
+    targets: Sequence[Target],
     source: str | Path,
-    outputs: Outputs,
+    outputs: Mapping[str, str | Path],
     options: SeparationOptions,
     label: str | None = None,
     on_chunk: Callable[[], None] | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> list[Written]:
-    """Separate ``source`` into the stems named in ``outputs`` (``target`` and/or ``residual`` roles),
-    as ``cond`` asks (its vector, and its negatives' suppression vectors if it has them).
+    """Separate ``source`` into the stems named in ``outputs`` (stem name -> path, or "-" for
+    stdout): any of the targets' names and the residual's (``targets.stem_names``).
 
-    Writers are opened  before any work so an existing output or an unwritable folder fails fast, and every writer is
-    aborted (temporary file removed) if anything goes wrong, including KeyboardInterrupt.
+    Writers are opened before any work so an existing output or an unwritable folder fails fast,
+    and every writer is aborted (temporary file removed) if anything goes wrong, including
+    KeyboardInterrupt: the stems of one input are written together or not at all.
     """
     started = time.time()
     label = label or str(source)
+    names = [t.name for t in targets]
+    known = stem_names(names)
+    unknown = [n for n in outputs if n not in known]
+    if unknown:
+        raise ValueError(f"outputs: no stem named {unknown[0]!r} (this run's stems: {', '.join(known)})")
+    residual = residual_name(names)
     with AudioReader(source, label) as reader:
         info = reader.info
         subtype = resolve_subtype(options.fmt, options.bit_depth, info.subtype)
-        writers: dict[str, tuple[str, object]] = {}
+        writers = {}
         try:
-            for role, (name, dest) in outputs.paths.items():
-                if dest == "-":
-                    writers[role] = (
-                        name,
-                        WavStreamWriter(
-                            sys.stdout.buffer, info.sample_rate, info.channels, info.frames, subtype or "PCM_16"
-                        ),
+            for name, dest in outputs.items():
+                writers[name] = (
+                    stdout_writer(info, options.fmt, subtype, options.mp3_bitrate)
+                    if dest == "-"
+                    else AtomicWriter(
+                        Path(dest),
+                        info.sample_rate,
+                        info.channels,
+                        options.fmt,
+                        subtype,
+                        options.overwrite,
+                        options.mp3_bitrate,
                     )
-                else:
-                    writers[role] = (
-                        name,
-                        AtomicWriter(
-                            Path(dest),
-                            info.sample_rate,
-                            info.channels,
-                            options.fmt,
-                            subtype,
-                            options.overwrite,
-                            options.mp3_bitrate,
-                        ),
-                    )
-            for target, mix in separate_blocks(model, cond, reader.blocks, info, options, label, on_chunk, on_start):
-                if "target" in writers:
-                    writers["target"][1].write(target)
-                if "residual" in writers:
-                    writers["residual"][1].write(mix - target)
-            for _, writer in writers.values():
+                )
+            for stems, mix in separate_blocks(targets, reader.blocks, info, options, label, on_chunk, on_start):
+                for name, stem in zip(names, stems):
+                    if name in writers:
+                        writers[name].write(stem)
+                if residual in writers:
+                    writers[residual].write(residual_of(mix, stems))
+            for writer in writers.values():
                 writer.commit()
         except BaseException:
-            for _, writer in writers.values():
+            for writer in writers.values():
                 writer.abort()  # a stem already committed is taken back: the stems of a run go together
             raise
     seconds = time.time() - started
-    device = str(model.device)
+    device = str(targets[0].model.device)
     return [
         Written(
             input=label,
@@ -366,7 +271,7 @@ def separate_file(
             duration=info.duration,
             seconds=round(seconds, 3),
             device=device,
-            clipped_samples=writers[role][1].clipped,
+            clipped_samples=writers[name].clipped,
         )
-        for role, (name, dest) in outputs.paths.items()
+        for name, dest in outputs.items()
     ]

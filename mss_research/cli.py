@@ -13,10 +13,10 @@ from pathlib import Path
 
 import typer
 
-from mss_cli.cli import HELP_OPTIONS, load_model_for, recorded_command, run_app, say
 from mss_cli.errors import UsageError
 from mss_cli.extras import require
 from mss_cli.files import refuse_to_replace
+from mss_cli.runner import HELP_OPTIONS, recorded_command, run_app, say
 
 app = typer.Typer(
     name="mss-research",
@@ -304,14 +304,16 @@ def evaluate_command(
 ) -> None:
     """The paper's comparison on the validation works: every method, by group and target class."""
     from mss_cli import report
+    from mss_cli.api import open_model, set_threads
     from mss_cli.weights import BASELINE_WEIGHTS, shipped_weights
     from mss_research import paper_eval
 
     require("fast_bss_eval", "eval")
     report.check_outputs(out, overwrite)  # these two fail before the slow part
     earlier = (str(against), report.load_cases(against)) if against else None
-    model = load_model_for(weights, "cpu", threads)
-    base = load_model_for(baseline or shipped_weights(BASELINE_WEIGHTS), "cpu")
+    set_threads(threads or None)
+    model = open_model(weights, "cpu")
+    base = open_model(baseline or shipped_weights(BASELINE_WEIGHTS), "cpu")
     cases = paper_eval.evaluate(
         data,
         model,

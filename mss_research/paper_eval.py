@@ -22,14 +22,15 @@ import numpy as np
 import torch
 
 from mss_cli.audio import SAMPLE_RATE
-from mss_cli.conditioning import Partner, class_vector, trained_classes, unwanted_vectors
+from mss_cli.conditioning import Conditioning, Partner, class_vector, trained_classes, unwanted_vectors
+from mss_cli.engine import make_separator
 from mss_cli.errors import UsageError
 from mss_cli.evaluate import bss_sdr
 from mss_cli.level import at_level, level_dbfs
 from mss_cli.metrics import si_sdr
 from mss_cli.model import ModelConfig, Spectrogram
 from mss_cli.report import Case
-from mss_cli.separate import make_separator
+from mss_cli.targets import Target
 from mss_research.data.episodes import Episode, EpisodeSampler
 from mss_research.data.instruments import GUITARS, INSTRUMENT_TARGETS
 from mss_research.data.realstems import REAL_TARGETS
@@ -82,8 +83,8 @@ def fewshot(
     with that class-conditioned model's mask for the target's class (``--class`` with ``--like``),
     or None where the baseline was not trained on it."""
     device = model.device
-    partners = [] if baseline is None else [Partner(baseline, target_class_vector(baseline, episode))]
-    if any(vector is None for _, vector in partners):
+    partner = None if baseline is None else Partner(baseline, target_class_vector(baseline, episode))
+    if partner is not None and partner.vector is None:
         return None
 
     def embed(clips: np.ndarray) -> torch.Tensor:
@@ -97,7 +98,7 @@ def fewshot(
         neg = embed(neg_clips) if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
         unwanted = unwanted_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
-    return separate_episode(model, cond, episode, unwanted, shifts, partners)
+    return separate_episode(model, cond[0], episode, unwanted, shifts, partner)
 
 
 def target_class_vector(model, episode: Episode) -> torch.Tensor | None:
@@ -117,12 +118,14 @@ def separate_episode(
     episode: Episode,
     unwanted: torch.Tensor | None = None,
     shifts: int = 1,
-    partners: Sequence[Partner] = (),
+    partner: Partner | None = None,
 ) -> np.ndarray:
-    """The episode's mixture through the separator exactly as ``mss separate`` runs it."""
+    """The episode's mixture through the separator exactly as ``mss separate`` runs it (``cond``:
+    the conditioning vector, (cond_dim,))."""
     level = level_dbfs(episode.mixture, model.config.sample_rate)
-    run = make_separator(model, cond, unwanted=unwanted, shifts=shifts, level=level, partners=partners)
-    return run(torch.from_numpy(episode.mixture)[None])[0].numpy()
+    target = Target("target", model, Conditioning(cond, "", [], [], unwanted), partner)
+    run = make_separator([target], shifts=shifts, level=level)
+    return run(torch.from_numpy(episode.mixture)[None])[0, 0].numpy()
 
 
 # The oracle and NMF baselines use the separator's transform (ModelConfig's n_fft and hop), with no model.

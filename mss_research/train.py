@@ -26,11 +26,11 @@ from mss_cli.errors import MssError, UsageError
 from mss_cli.files import write_atomically
 from mss_cli.metrics import sdr
 from mss_cli.model import ConditionedUNet, ModelConfig
-from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.episodes import Episode, EpisodeSampler, collate
 from mss_research.data.instruments import INSTRUMENT_TARGETS
 from mss_research.data.realstems import REAL_TARGETS
 from mss_research.data.render import dataset_taxonomy_version
+from mss_research.data.taxonomy import load_taxonomy
 
 
 @dataclass

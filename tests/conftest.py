@@ -52,8 +52,8 @@ def build_tiny_weights(path: Path, seed: int = 0, kind: str = "fewshot") -> Path
     import torch
 
     from mss_cli.model import ConditionedUNet, ModelConfig
-    from mss_cli.taxonomy import load_taxonomy
     from mss_cli.weights import save_model
+    from mss_research.data.taxonomy import load_taxonomy
 
     torch.manual_seed(seed)
     names = [c.name for c in load_taxonomy().classes] if kind == "classcond" else []
@@ -96,8 +96,8 @@ def tiny_dataset_plan() -> dict:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory, tiny_dataset_plan) -> Path:
     """Five generated songs and two chorales, rendered with FluidSynth (the Debian packages of .ci/run)."""
-    from mss_cli.taxonomy import load_taxonomy
     from mss_research.data.render import build
+    from mss_research.data.taxonomy import load_taxonomy
 
     missing = [
         f for f in load_taxonomy().train_soundfonts + load_taxonomy().reserved_soundfonts if not os.path.exists(f)

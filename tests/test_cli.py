@@ -14,7 +14,7 @@ import soundfile as sf
 from conftest import build_tiny_weights, tone
 from conftest import run_mss as run
 
-from mss_cli.cli import split_example_lists
+from mss_cli.cli import split_clip_lists
 
 
 def assert_one_line_error(err: str, *needles: str) -> None:
@@ -64,13 +64,13 @@ def test_separate_writes_target_and_residual_that_sum_to_the_mix(capsys, workdir
     )
     assert code == 0, err
     mix, rate = sf.read("song.wav")
-    target, r1 = sf.read("separated/song/target.wav")
-    residual, r2 = sf.read("separated/song/residual.wav")
+    target, r1 = sf.read("separated/song/like.wav")
+    residual, r2 = sf.read("separated/song/no_like.wav")
     assert rate == r1 == r2 and target.shape == residual.shape == mix.shape
     assert np.abs(target + residual - mix).max() < 2.5 / 32768  # exact up to 16-bit rounding
     assert np.abs(target).max() > 1e-3  # the model did produce something
-    assert sf.info("separated/song/target.wav").subtype == "PCM_16"  # the input's bit depth
-    assert mode_of("separated/song/target.wav") == new_file_mode()  # not mkstemp's private 0600
+    assert sf.info("separated/song/like.wav").subtype == "PCM_16"  # the input's bit depth
+    assert mode_of("separated/song/like.wav") == new_file_mode()  # not mkstemp's private 0600
     assert not list(Path("separated").rglob("*.partial*"))
 
 
@@ -81,8 +81,8 @@ def test_negatives_are_suppressed_unless_asked_not_to(capsys, workdir, tiny_weig
     code, _, err = run(capsys, "separate", *args, "-o", "a", "--weights", str(tiny_weights))
     assert code == 0 and "1 negative(s) (suppressed)" in err, err
     code, _, err = run(capsys, "separate", *args, "--no-suppress", "-o", "b", "--weights", str(tiny_weights))
-    assert code == 0 and "1 negative(s) embedded" in err, err
-    suppressed, steered = sf.read("a/song/target.wav")[0], sf.read("b/song/target.wav")[0]
+    assert code == 0 and "1 negative(s);" in err, err
+    suppressed, steered = sf.read("a/song/like.wav")[0], sf.read("b/song/like.wav")[0]
     assert np.abs(suppressed - steered).max() > 1e-3
     # Suppression only removes: bin by bin the target keeps at most what the steered mask keeps.
     assert np.sum(suppressed**2) < np.sum(steered**2)
@@ -95,8 +95,8 @@ def test_shifts_change_the_target_and_keep_the_residual_complementary(capsys, wo
     assert run(capsys, "separate", *args, "-o", "one", "--weights", str(tiny_weights))[0] == 0
     code, _, err = run(capsys, "separate", *args, "--shifts", "3", "-o", "three", "--weights", str(tiny_weights))
     assert code == 0, err
-    one, three = sf.read("one/song/target.wav")[0], sf.read("three/song/target.wav")[0]
-    residual = sf.read("three/song/residual.wav")[0]
+    one, three = sf.read("one/song/like.wav")[0], sf.read("three/song/like.wav")[0]
+    residual = sf.read("three/song/no_like.wav")[0]
     assert np.abs(one - three).max() > 1e-4
     assert np.abs(three + residual - sf.read("song.wav")[0]).max() < 1e-5
 
@@ -105,7 +105,7 @@ def test_json_lines_describe_each_written_file(capsys, workdir, tiny_weights):
     code, out, err = run(capsys, "separate", "song.wav", "--like", "like_*.*", "--weights", str(tiny_weights), "--json")
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
-    assert [r["stem"] for r in rows] == ["target", "residual"]
+    assert [r["stem"] for r in rows] == ["like", "no_like"]
     for r in rows:
         assert Path(r["path"]).is_file() and r["sample_rate"] == 44100 and r["device"] == "cpu"
         assert abs(r["duration"] - 3.0) < 1e-6 and r["input"] == "song.wav" and r["seconds"] >= 0
@@ -130,37 +130,37 @@ def test_name_template_format_and_no_residual(capsys, workdir, tiny_weights):
         "24",
     )
     assert code == 0, err
-    files = sorted(p.name for p in Path("out").iterdir())
+    files = sorted(p.name for p in Path("out").iterdir() if not p.name.startswith("."))
     assert files == [f"{workdir.name}-song.guitar.flac", f"{workdir.name}-song.no_guitar.flac"]
     assert sf.info(f"out/{files[0]}").subtype == "PCM_24"
     code, _, err = separate(
         capsys, tiny_weights, "song.wav", "--like", "like_1.wav", "--no-residual", "-o", "solo", "--format", "mp3"
     )
     assert code == 0, err
-    assert [p.name for p in Path("solo/song").iterdir()] == ["target.mp3"]
-    assert sf.info("solo/song/target.mp3").channels == 2
+    assert [p.name for p in Path("solo/song").iterdir() if not p.name.startswith(".")] == ["like.mp3"]
+    assert sf.info("solo/song/like.mp3").channels == 2
 
 
 def test_existing_output_is_an_error_unless_overwrite(capsys, workdir, tiny_weights):
     assert separate(capsys, tiny_weights, "song.wav", "--like", "like_1.wav")[0] == 0
-    before = Path("separated/song/target.wav").read_bytes()
-    Path("separated/song/target.wav").chmod(0o640)
+    before = Path("separated/song/like.wav").read_bytes()
+    Path("separated/song/like.wav").chmod(0o640)
     code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_2.flac")
     assert code == 1
-    assert_one_line_error(err, "target.wav", "exists")
-    assert Path("separated/song/target.wav").read_bytes() == before
+    assert_one_line_error(err, "like.wav", "exists")
+    assert Path("separated/song/like.wav").read_bytes() == before
     code, _, err = separate(capsys, tiny_weights, "song.wav", "--like", "like_2.flac", "--overwrite")
     assert code == 0, err
-    assert Path("separated/song/target.wav").read_bytes() != before
-    assert mode_of("separated/song/target.wav") == 0o640  # the replaced file's permissions kept
+    assert Path("separated/song/like.wav").read_bytes() != before
+    assert mode_of("separated/song/like.wav") == 0o640  # the replaced file's permissions kept
 
 
 def test_same_input_and_options_give_the_same_bytes(capsys, workdir, tiny_weights):
     args = ("song.wav", "--like", "like_1.wav", "--chunk", "1", "--overwrite")
     assert separate(capsys, tiny_weights, *args)[0] == 0
-    first = Path("separated/song/target.wav").read_bytes()
+    first = Path("separated/song/like.wav").read_bytes()
     assert separate(capsys, tiny_weights, *args)[0] == 0
-    assert Path("separated/song/target.wav").read_bytes() == first
+    assert Path("separated/song/like.wav").read_bytes() == first
 
 
 def test_folder_input_jobs_and_failures_keep_going(capsys, workdir, tiny_weights):
@@ -209,7 +209,7 @@ def test_colliding_output_names_fail_for_the_later_input(capsys, workdir, tiny_w
         "ok",
     )
     assert code == 0, err
-    assert Path("ok/x/take/target.wav").is_file() and Path("ok/y/take/target.wav").is_file()
+    assert Path("ok/x/take/like.wav").is_file() and Path("ok/y/take/like.wav").is_file()
 
 
 def test_shard_processes_only_its_slice(capsys, workdir, tiny_weights):
@@ -282,9 +282,9 @@ def test_profiles_are_saved_listed_and_reused(capsys, workdir, tiny_weights, tmp
     assert mode_of(row["path"]) == new_file_mode()  # not the private 0600 safetensors' writer gives
     assert separate(capsys, tiny_weights, "song.wav", "--profile", "tones", "-o", "a")[0] == 0
     assert separate(capsys, tiny_weights, "song.wav", *clips, "-o", "b")[0] == 0
-    assert Path("a/song/target.wav").read_bytes() == Path("b/song/target.wav").read_bytes()  # suppression kept
+    assert Path("a/song/tones.wav").read_bytes() == Path("b/song/like.wav").read_bytes()  # suppression kept
     assert separate(capsys, tiny_weights, "song.wav", *clips, "-o", "d", "--no-suppress")[0] == 0
-    assert Path("a/song/target.wav").read_bytes() != Path("d/song/target.wav").read_bytes()
+    assert Path("a/song/tones.wav").read_bytes() != Path("d/song/like.wav").read_bytes()
     other = build_tiny_weights(tmp_path_factory.mktemp("w2") / "other.safetensors", seed=1)
     code, _, err = separate(capsys, other, "song.wav", "--profile", "tones", "-o", "c")
     assert code == 2
@@ -297,7 +297,8 @@ def test_info_json_reports_model_and_checksum(capsys, tiny_weights):
     info = json.loads(out)
     assert len(info["sha256"]) == 64 and info["model_id"] == info["sha256"][:12]
     assert info["config"]["channels"] == [4, 8, 8, 16] and info["device"] == "cpu"
-    assert "classes" not in info  # a few-shot model takes clips, not class names
+    assert "bass" in info["classes"]  # what --class takes: the shipped class-conditioned model's classes
+    assert info["class_synonyms"]["guitar"] == ["electric_guitar", "acoustic_guitar"]
 
 
 def test_info_lists_the_classes_a_class_conditioned_model_accepts(capsys, tiny_classcond_weights):
@@ -309,7 +310,7 @@ def test_info_lists_the_classes_a_class_conditioned_model_accepts(capsys, tiny_c
 
 def test_unquoted_globs_give_several_examples():
     argv = ["separate", "song.wav", "--like", "g1.wav", "g2.wav", "--not", "v.wav", "--json"]
-    assert split_example_lists(argv) == [
+    assert split_clip_lists(argv) == [
         "separate",
         "song.wav",
         "--like",
@@ -352,44 +353,48 @@ def test_usage_and_input_errors(capsys, workdir, tiny_weights, args, code, needl
 def test_class_conditioned_model_separates_by_class_name(capsys, workdir, tiny_weights, tiny_classcond_weights):
     code, _, err = separate(capsys, tiny_classcond_weights, "song.wav", "--class", "bass")
     assert code == 0, err
-    target, _ = sf.read("separated/song/target.wav")
+    target, _ = sf.read("separated/song/bass.wav")
     assert target.shape == sf.read("song.wav")[0].shape
     for args, weights, needles in (
         (["--class", "viola"], tiny_classcond_weights, ["viola", "not a class this model was trained on"]),
-        (["--class", "bass", "--not", "like_1.wav"], tiny_classcond_weights, ["--not needs --like"]),
-        (["--class", "bass"], tiny_weights, ["--class needs a class-conditioned model"]),
+        (["--class", "bass", "--not", "like_1.wav"], tiny_classcond_weights, ["--not goes with --like"]),
+        (["--class", "bass"], tiny_weights, ["a class needs a class-conditioned model"]),
         (
             ["--like", "like_1.wav", "--baseline", str(tiny_classcond_weights)],
             tiny_weights,
-            ["--baseline", "give all three"],
+            ["--baseline", "give one of those"],
         ),
         (
             ["--like", "like_1.wav", "--class", "bass", "--baseline", str(tiny_weights)],
             tiny_weights,
-            ["--class needs a class-conditioned model"],
+            ["a class needs a class-conditioned model"],
         ),
+        (["--class", "guitar"], tiny_classcond_weights, ["could be electric_guitar or acoustic_guitar"]),
+        (["--like", "like_1.wav", "--name", "x", "--class", "bass"], tiny_weights, ["a single target"]),
         (
             ["--like", "like_1.wav", "--class", "viola", "--baseline", str(tiny_classcond_weights)],
             tiny_weights,
             ["viola", "not a class this model was trained on"],
         ),
-        (["--like", "like_1.wav"], tiny_classcond_weights, ["class-conditioned", "--class NAME"]),
+        (["--like", "like_1.wav"], tiny_classcond_weights, ["class-conditioned", "named class"]),
     ):
         code, _, err = separate(capsys, weights, "song.wav", *args, "--overwrite")
         assert code == 2, err
         assert_one_line_error(err, *needles)
 
 
-def test_class_name_with_clips_averages_the_two_models(capsys, workdir, tiny_weights, tiny_classcond_weights):
-    """--like with --class: the few-shot and the class-conditioned separations, averaged; with --not
-    the negatives are taken out of the few-shot model's share (the baseline gets none)."""
+def test_with_class_averages_the_two_models(capsys, workdir, tiny_weights, tiny_classcond_weights):
+    """--like with --with-class: the few-shot and the class-conditioned separations, averaged; with
+    --not the negatives are taken out of the few-shot model's share (the baseline gets none)."""
 
     def target(*args: str) -> np.ndarray:
-        code, _, err = run(capsys, "separate", "song.wav", *args, "--bit-depth", "32f", "--overwrite", "--quiet")
+        code, _, err = run(
+            capsys, "separate", "song.wav", *args, "--bit-depth", "32f", "--overwrite", "--quiet", "--name", "t"
+        )
         assert code == 0, err
-        return sf.read("separated/song/target.wav")[0]
+        return sf.read("separated/song/t.wav")[0]
 
-    with_bass = ["--class", "bass", "--weights", str(tiny_weights), "--baseline", str(tiny_classcond_weights)]
+    with_bass = ["--with-class", "bass", "--weights", str(tiny_weights), "--baseline", str(tiny_classcond_weights)]
     for negatives in ([], ["--not", "not_1.wav"]):
         fewshot = target("--like", "like_1.wav", *negatives, "--weights", str(tiny_weights))
         baseline = target("--class", "bass", "--weights", str(tiny_classcond_weights))
@@ -475,7 +480,7 @@ def test_interrupt_leaves_no_partial_file(capsys, workdir, tiny_weights, monkeyp
     import mss_cli.engine as engine
 
     def interrupted(self, blocks, frames):
-        yield next(iter(blocks))[:10]  # some output reaches the file, then Ctrl-C
+        yield next(iter(blocks))[:10, None]  # some output reaches the file, then Ctrl-C
         raise KeyboardInterrupt
 
     monkeypatch.setattr(engine.OverlapAdd, "run", interrupted)

@@ -16,14 +16,15 @@ import torch
 from conftest import build_tiny_weights, tone
 
 from mss_cli.audio import Resampler
-from mss_cli.conditioning import condition
+from mss_cli.conditioning import Conditioning, Partner, condition
 from mss_cli.device import autocast_dtype
 from mss_cli.engine import OverlapAdd
 from mss_cli.errors import UsageError
 from mss_cli.inputs import Naming, shard
 from mss_cli.level import inputs_as_they_come
 from mss_cli.metrics import snr_db
-from mss_cli.separate import Outputs, SeparationOptions, make_separator, separate_file
+from mss_cli.separate import SeparationOptions, separate_file
+from mss_cli.targets import Target
 from mss_cli.weights import load_model
 
 
@@ -32,8 +33,21 @@ def blocks_of(x: np.ndarray, size: int = 4096):
 
 
 def run_engine(fn, x: np.ndarray, chunk: int, overlap: float, batch: int = 1, align: int = 1) -> np.ndarray:
-    engine = OverlapAdd(fn, chunk, overlap, batch, align=align)
-    return np.concatenate(list(engine.run(blocks_of(x), len(x))))
+    """One stem through the engine: ``fn`` maps rows to rows."""
+    engine = OverlapAdd(lambda rows: fn(rows)[:, None], chunk, overlap, batch, align=align)
+    return np.concatenate([block[:, 0] for block in engine.run(blocks_of(x), len(x))])
+
+
+def one_target(model, cond: torch.Tensor, unwanted=None, partner=None, name: str = "t") -> Target:
+    return Target(name, model, Conditioning(cond.reshape(-1), "", [], [], unwanted), partner)
+
+
+def make_separator(model, cond, precision="auto", unwanted=None, shifts=1, level=None, partner=None):
+    """``engine.make_separator`` for one target: rows -> that target's rows."""
+    from mss_cli.engine import make_separator as separator_of
+
+    run = separator_of([one_target(model, cond, unwanted, partner)], precision, shifts, level)
+    return lambda rows: run(rows)[:, 0]
 
 
 @pytest.mark.parametrize("frames", [1, 999, 1000, 1001, 7777])
@@ -99,9 +113,9 @@ def test_suppression_takes_each_negatives_mask_out_of_the_targets(tiny_weights):
     )
 
 
-def test_partners_masks_are_averaged_with_the_models_after_its_suppression(tmp_path, tiny_weights):
-    """``partners`` (``--class`` with ``--like``): the target mask is the mean of the model's
-    (its negatives taken out first) and each partner's, each partner seeing the track at its own
+def test_a_partners_mask_is_averaged_with_the_models_after_its_suppression(tmp_path, tiny_weights):
+    """A partner (``--with-class``): the target mask is the mean of the model's (its negatives
+    taken out first) and the partner's, the partner seeing the track at its own
     training level; since the mask is applied linearly, the output is the mean of the separate outputs."""
     model = load_model(tiny_weights, fuse=False).eval()
     other = load_model(build_tiny_weights(tmp_path / "cc.safetensors", seed=3, kind="classcond"), fuse=False).eval()
@@ -111,13 +125,13 @@ def test_partners_masks_are_averaged_with_the_models_after_its_suppression(tmp_p
     level = -12.0
     alone = make_separator(model, cond, "fp32", unwanted, level=level)(x)
     partner = make_separator(other, theirs, "fp32", level=level)(x)
-    both = make_separator(model, cond, "fp32", unwanted, level=level, partners=[(other, theirs)])(x)
+    both = make_separator(model, cond, "fp32", unwanted, level=level, partner=Partner(other, theirs[0]))(x)
     torch.testing.assert_close(both, (alone + partner) / 2, atol=1e-4, rtol=0)
     assert snr_db(alone[0].numpy(), both[0].numpy()) < 30.0  # the partner did change the estimate
     tiny_other_grid = load_model(tiny_weights)
     tiny_other_grid.config.hop = 32
     with pytest.raises(UsageError, match="cannot be averaged"):
-        make_separator(model, cond, partners=[(tiny_other_grid, theirs)])
+        make_separator(model, cond, partner=Partner(tiny_other_grid, theirs[0]))
 
 
 def test_shifts_average_the_masks_of_delayed_passes(tiny_weights):
@@ -177,8 +191,8 @@ def test_channel_layouts_and_rates_are_kept(tmp_path, tiny_weights, channels, ra
     cond = condition(model, [str(tmp_path / "like.wav")])
     src = tmp_path / "in.flac"
     sf.write(src, tone(2.5, rate=rate, channels=channels), rate)
-    outputs = Outputs({"target": ("t", tmp_path / "t.wav"), "residual": ("r", tmp_path / "r.wav")})
-    separate_file(model, cond, src, outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
+    outputs = {"t": tmp_path / "t.wav", "no_t": tmp_path / "r.wav"}
+    separate_file([Target("t", model, cond)], src, outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
     t, tr = sf.read(tmp_path / "t.wav", always_2d=True)
     r, _ = sf.read(tmp_path / "r.wav", always_2d=True)
     x, _ = sf.read(src, always_2d=True)
@@ -213,8 +227,8 @@ def test_separation_does_not_depend_on_the_input_level(tmp_path, tiny_weights):
         sf.write(folder / "like.wav", gain * tone(1.5, channels=1), 44100, subtype="FLOAT")
         sf.write(folder / "in.wav", gain * x, 44100, subtype="FLOAT")
         cond = condition(model, [str(folder / "like.wav")])
-        outputs = Outputs({"target": ("t", folder / "t.wav")})
-        separate_file(model, cond, folder / "in.wav", outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
+        options = SeparationOptions(chunk_seconds=1.0, bit_depth="32f")
+        separate_file([Target("t", model, cond)], folder / "in.wav", {"t": folder / "t.wav"}, options)
         targets.append(sf.read(folder / "t.wav")[0] / gain)
     assert snr_db(targets[0], targets[1]) > 60.0
     # Without the levels the same model does depend on them: the test above is not vacuous.
@@ -250,11 +264,12 @@ PEAK_RSS = textwrap.dedent(
     import torch
     from mss_cli.weights import load_model
     from mss_cli.conditioning import Conditioning
-    from mss_cli.separate import Outputs, SeparationOptions, separate_file
+    from mss_cli.separate import SeparationOptions, separate_file
+    from mss_cli.targets import Target
     model = load_model(sys.argv[1])
     out = Path(sys.argv[3])
-    separate_file(model, Conditioning(torch.zeros(model.config.cond_dim), model.model_id, [], []), sys.argv[2],
-                  Outputs({"target": ("t", out / "t.wav"), "residual": ("r", out / "r.wav")}),
+    target = Target("t", model, Conditioning(torch.zeros(model.config.cond_dim), model.model_id, [], []))
+    separate_file([target], sys.argv[2], {"t": out / "t.wav", "no_t": out / "r.wav"},
                   SeparationOptions(chunk_seconds=10.0, overwrite=True))
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
     """
@@ -343,18 +358,19 @@ def test_separate_array_gives_the_stems_separate_file_writes(tmp_path, tiny_weig
     cond = condition(model, [str(tmp_path / "clip.wav")])
     audio = tone(4.0, rate=22050, freq=300) + tone(4.0, rate=22050, freq=800, seed=1)
     sf.write(tmp_path / "mix.wav", audio, 22050, subtype="FLOAT")
-    outputs = Outputs({"target": ("t", tmp_path / "t.wav"), "residual": ("r", tmp_path / "r.wav")})
-    separate_file(model, cond, tmp_path / "mix.wav", outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
-    stems = separate_array(model, cond, audio, 22050, SeparationOptions(chunk_seconds=1.0))
-    assert stems["target"].shape == audio.shape and stems["target"].dtype == np.float32
-    assert np.array_equal(stems["target"], sf.read(tmp_path / "t.wav", dtype="float32")[0])
-    assert np.allclose(stems["target"] + stems["residual"], audio, atol=1e-6)
-    mono = separate_array(model, cond, (audio[:, 0] * 32767).astype(np.int16), 22050)["target"]
+    targets = [Target("t", model, cond)]
+    outputs = {"t": tmp_path / "t.wav", "no_t": tmp_path / "r.wav"}
+    separate_file(targets, tmp_path / "mix.wav", outputs, SeparationOptions(chunk_seconds=1.0, bit_depth="32f"))
+    stems = separate_array(targets, audio, 22050, SeparationOptions(chunk_seconds=1.0))
+    assert stems["t"].shape == audio.shape and stems["t"].dtype == np.float32
+    assert np.array_equal(stems["t"], sf.read(tmp_path / "t.wav", dtype="float32")[0])
+    assert np.allclose(stems["t"] + stems["no_t"], audio, atol=1e-6)
+    mono = separate_array(targets, (audio[:, 0] * 32767).astype(np.int16), 22050)["t"]
     assert mono.shape == (audio.shape[0],)
     with pytest.raises(MssError, match="expected"):
-        separate_array(model, cond, np.zeros((2, 2, 2), np.float32), 22050)
+        separate_array(targets, np.zeros((2, 2, 2), np.float32), 22050)
     with pytest.raises(MssError, match="dtype uint8"):
-        separate_array(model, cond, np.zeros(100, np.uint8), 22050)
+        separate_array(targets, np.zeros(100, np.uint8), 22050)
 
 
 CLIP_PEAK_RSS = textwrap.dedent(
@@ -427,7 +443,7 @@ def test_a_silent_input_is_refused_before_any_separation(tmp_path, tiny_weights,
 
     monkeypatch.setattr(separate_module, "make_separator", never)
     with pytest.raises(MssError, match="audio: input is silent"):
-        separate_module.separate_array(model, cond, np.zeros((44100 * 120, 2), np.float32), 44100)
+        separate_module.separate_array([Target("t", model, cond)], np.zeros((44100 * 120, 2), np.float32), 44100)
 
 
 def test_rows_are_separated_in_passes_of_at_most_max_rows_with_the_same_result(tiny_weights):
@@ -444,7 +460,43 @@ def test_rows_are_separated_in_passes_of_at_most_max_rows_with_the_same_result(t
     x = tone(3.0, channels=2)
     x = np.concatenate([x] * 8, axis=1)  # 16 channels
     align = model.config.hop * model.config.frame_multiple
-    whole = np.concatenate(list(OverlapAdd(fn, 44100, 0.25, batch_size=2, align=align).run([x], len(x))))
-    split = OverlapAdd(counted, 44100, 0.25, batch_size=2, align=align, max_rows=5)
+    stem = lambda rows: fn(rows)[:, None]  # noqa: E731
+    whole = np.concatenate(list(OverlapAdd(stem, 44100, 0.25, batch_size=2, align=align).run([x], len(x))))
+    split = OverlapAdd(lambda rows: counted(rows)[:, None], 44100, 0.25, batch_size=2, align=align, max_rows=5)
     passes = np.concatenate(list(split.run([x], len(x))))
     assert max(calls) == 5 and np.allclose(passes, whole, atol=1e-5)
+
+
+def test_several_targets_share_each_bin_in_proportion_to_their_masks(tmp_path, tiny_weights):
+    """Several targets in one pass: where their masks claim more than a whole bin, each is divided
+    by their sum (``make_separator``); the residual is what none claimed, so the stems and the
+    residual sum to the mixture. A class target of another model shares the STFT."""
+    from mss_cli.engine import make_separator as separator_of
+
+    model = load_model(tiny_weights, fuse=False).eval()
+    other = load_model(build_tiny_weights(tmp_path / "cc.safetensors", seed=3, kind="classcond"), fuse=False).eval()
+    a, b, c = (torch.randn(1, model.config.cond_dim) for _ in range(3))
+    x = torch.from_numpy(tone(2.0, freq=180, channels=1) + tone(2.0, freq=610, seed=5, channels=1)).reshape(1, -1)
+    targets = [one_target(model, a, name="a"), one_target(model, b, name="b"), one_target(other, c, name="c")]
+    got = separator_of(targets, "fp32")(x)
+    with torch.no_grad():
+        spec, feats = model.features(x)
+        masks = [model.mask(feats, a), model.mask(feats, b), other.mask(other.features_of(spec), c)]
+        total = torch.stack(masks).sum(0).clamp_min(1.0)
+        assert float(torch.stack(masks).sum(0).max()) > 1.0  # the sharing is exercised
+        want = torch.stack([model.apply_mask(spec, m / total, x.shape[-1]) for m in masks], dim=1)
+    assert got.shape == (1, 3, x.shape[-1])
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+def test_stems_of_several_targets_and_the_residual_sum_to_the_mixture(tmp_path, tiny_weights):
+    from mss_cli.separate import separate_array
+
+    model = load_model(tiny_weights)
+    targets = [one_target(model, torch.randn(model.config.cond_dim), name=n) for n in ("a", "b", "c")]
+    audio = tone(3.0, rate=48000, freq=220) + tone(3.0, rate=48000, freq=880, seed=2)
+    stems = separate_array(targets, audio, 48000, SeparationOptions(chunk_seconds=1.0))
+    assert list(stems) == ["a", "b", "c", "other"]
+    assert np.abs(sum(stems.values()) - audio).max() < 1e-4
+    alone = separate_array(targets[:1], audio, 48000, SeparationOptions(chunk_seconds=1.0))
+    assert list(alone) == ["a", "no_a"] and not np.array_equal(alone["a"], stems["a"])

@@ -74,7 +74,7 @@ def test_a_batch_of_damaged_files(tmp_path, tiny_weights):
         assert np.isfinite(sf.read(stem, dtype="float32")[0]).all(), stem
     errors = [line for line in proc.stderr.splitlines() if line.startswith("mss: error:")]
     files = len(list(sources.iterdir()))
-    separated = len({p.parent for p in out.rglob("target.wav")})
+    separated = len({p.parent for p in out.rglob("like.wav")})
     print(f"fuzz: {files} files, {separated} separated, {len(errors)} one-line errors, exit {proc.returncode}")
     huge = [line for line in proc.stderr.splitlines() if "huge" in line and line.startswith("mss: error:")]
     assert len(huge) == 5  # each absurd float file is one error line (1e5 too: above the 1e4 bound)

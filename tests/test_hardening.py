@@ -50,7 +50,7 @@ def test_info_lists_only_the_classes_class_takes(capsys, tiny_classcond_weights)
 
 def test_an_input_taken_by_like_gets_a_hint(capsys, workdir, tiny_weights):
     code, _, err = run(capsys, "separate", "--like", "like_1.wav", "song.wav", "--weights", str(tiny_weights))
-    assert code == 2 and "put INPUT before them, or last after --" in one_error_line(err)
+    assert code == 2 and "put INPUT first, or last after --" in one_error_line(err)
     rest = ["-o", "x", "--weights", str(tiny_weights), "--quiet"]
     code, _, err = run(capsys, "separate", "--like", "like_1.wav", *rest, "--", "song.wav")
     assert code == 0, err
@@ -159,7 +159,11 @@ def test_absurd_headers_are_refused_before_any_work(capsys, workdir, tiny_weight
     )
     assert code == 1 and "rate1.wav: sample rate 1 Hz (mss takes 1000 to 768000 Hz)" in err
     assert "wide.wav: 100 channels (mss takes at most 64)" in err
-    assert sorted(p.name for p in (workdir / "o").rglob("*")) == ["residual.wav", "song", "target.wav"]
+    assert sorted(p.name for p in (workdir / "o").rglob("*") if not p.name.startswith(".")) == [
+        "like.wav",
+        "no_like.wav",
+        "song",
+    ]
     code, _, err = run(capsys, "separate", "song.wav", "--like", "rate1.wav", "-o", "p", *weights)
     assert code == 2 and "sample rate 1 Hz" in one_error_line(err)
 
@@ -247,19 +251,19 @@ def test_outputs_stay_inside_o_and_never_replace_an_input(capsys, workdir, tiny_
     code, _, err = run(capsys, "separate", "in/...wav", "--like", "like_1.wav", "-o", "out", *weights)
     assert code == 0, err
     assert sorted(str(p.relative_to(workdir)) for p in workdir.glob("out/**/*.wav")) == [
-        "out/_/residual.wav",
-        "out/_/target.wav",
+        "out/_/like.wav",
+        "out/_/no_like.wav",
     ]
     code, _, err = run(
         capsys, "separate", "song.wav", "--like", "like_1.wav", "-o", "out", "--filename", "../{stem}.{ext}", *weights
     )
-    assert code == 1 and "would be outside the output folder" in err and not (workdir / "target.wav").exists()
-    (workdir / "in" / "target.wav").write_bytes((workdir / "song.wav").read_bytes())
-    before = (workdir / "in" / "target.wav").read_bytes()
-    args = ["separate", "in/target.wav", "--like", "like_1.wav", "-o", ".", "--filename", "in/{stem}.{ext}"]
+    assert code == 1 and "would be outside the output folder" in err and not (workdir / "like.wav").exists()
+    (workdir / "in" / "like.wav").write_bytes((workdir / "song.wav").read_bytes())
+    before = (workdir / "in" / "like.wav").read_bytes()
+    args = ["separate", "in/like.wav", "--like", "like_1.wav", "-o", ".", "--filename", "in/{stem}.{ext}"]
     code, _, err = run(capsys, *args, "--overwrite", *weights)
-    assert code == 1 and "would replace the input in/target.wav" in err
-    assert (workdir / "in" / "target.wav").read_bytes() == before
+    assert code == 1 and "would replace the input in/like.wav" in err
+    assert (workdir / "in" / "like.wav").read_bytes() == before
 
 
 def test_a_second_run_in_a_folder_skips_its_own_outputs_and_can_resume(capsys, workdir, tiny_weights):
@@ -267,11 +271,11 @@ def test_a_second_run_in_a_folder_skips_its_own_outputs_and_can_resume(capsys, w
     (workdir / "album").mkdir()
     for name in ("a.wav", "b.wav"):
         (workdir / "album" / name).write_bytes((workdir / "song.wav").read_bytes())
-    (workdir / "album" / ".a.target.x.partial.wav").write_bytes((workdir / "song.wav").read_bytes())
+    (workdir / "album" / ".a.like.x.partial.wav").write_bytes((workdir / "song.wav").read_bytes())
     code, out, err = run(capsys, "separate", "album", "--like", "like_1.wav", "-o", "album/separated", *weights)
     assert code == 0, err
     assert sorted(json.loads(line)["input"] for line in out.splitlines())[::2] == ["album/a.wav", "album/b.wav"]
-    for stem in ("target", "residual"):  # as if interrupted before b was done (a run's stems go together)
+    for stem in ("like", "no_like"):  # as if interrupted before b was done (a run's stems go together)
         (workdir / "album" / "separated" / "b" / f"{stem}.wav").unlink()
     code, out, err = run(
         capsys, "separate", "album", "--like", "like_1.wav", "-o", "album/separated", "--skip-existing", *weights
@@ -317,7 +321,7 @@ def test_mp3_above_48_khz_names_the_output_not_a_temporary(capsys, workdir, tiny
         "--quiet",
     )
     line = one_error_line(err)
-    assert code == 1 and "o/hi/target.mp3: MP3 takes sample rates up to 48000 Hz" in line and "partial" not in line
+    assert code == 1 and "o/hi/like.mp3: MP3 takes sample rates up to 48000 Hz" in line and "partial" not in line
 
 
 def test_errors_are_one_line_whatever_the_file_name(capsys, workdir, tiny_weights):
@@ -353,7 +357,7 @@ def test_mp3_bitrate(capsys, workdir, tiny_weights):
     for kbps in ("64", "192"):
         args = ["separate", "long.wav", "--like", "like_1.wav", "-f", "mp3", "--mp3-bitrate", kbps, "-o", kbps]
         assert run(capsys, *args, *weights)[0] == 0
-        sizes[kbps] = (workdir / kbps / "long" / "target.mp3").stat().st_size * 8 / 10 / 1000  # kbit/s
+        sizes[kbps] = (workdir / kbps / "long" / "like.mp3").stat().st_size * 8 / 10 / 1000  # kbit/s
     assert abs(sizes["64"] - 64) < 4 and abs(sizes["192"] - 192) < 8
     code, _, err = run(capsys, "separate", "long.wav", "--like", "like_1.wav", "--mp3-bitrate", "64", *weights)
     assert code == 2 and "--mp3-bitrate goes with --format mp3" in one_error_line(err)
@@ -560,7 +564,7 @@ def test_names_too_long_for_the_file_system_are_one_error_line(capsys, workdir, 
     assert code == 1 and "output name is too long" in one_error_line(err)
     code, _, err = run(capsys, "separate", f"{deep}/x.wav", "song.wav", "--like", "like_1.wav", "-o", "o", *weights)
     assert code == 1 and "File name too long" in err and "internal error" not in err
-    assert (workdir / "o" / "song" / "target.wav").is_file()  # the other input was separated
+    assert (workdir / "o" / "song" / "like.wav").is_file()  # the other input was separated
 
 
 def test_a_file_name_that_is_not_utf8_is_separated(capsys, workdir, tiny_weights):
@@ -569,8 +573,8 @@ def test_a_file_name_that_is_not_utf8_is_separated(capsys, workdir, tiny_weights
     code, out, err = run(capsys, "separate", name, "--like", "like_1.wav", "-o", "o", "--json", "--quiet",
                          "--weights", str(tiny_weights))  # fmt: skip
     assert code == 0, err
-    assert os.path.isfile(os.path.join("o", os.fsdecode(b"\xff\xfebad"), "target.wav"))
-    assert [json.loads(line)["stem"] for line in out.splitlines()] == ["target", "residual"]
+    assert os.path.isfile(os.path.join("o", os.fsdecode(b"\xff\xfebad"), "like.wav"))
+    assert [json.loads(line)["stem"] for line in out.splitlines()] == ["like", "no_like"]
 
 
 def test_a_fifo_input_is_refused_at_once_not_waited_on(capsys, workdir, tiny_weights):
@@ -590,14 +594,14 @@ def test_partials_a_killed_run_left_are_removed_by_the_next_run_into_that_folder
     proc.wait()  # a pid that no process has now
     folder = workdir / "out" / "song"
     folder.mkdir(parents=True)
-    dead = folder / (partial_prefix("target").replace(f"-{os.getpid()}.", f"-{proc.pid}.") + "x1.partial.wav")
-    live = folder / (partial_prefix("target") + "x2.partial.wav")
-    other = folder / ".target.mss-otherhost-1.x3.partial.wav"
+    dead = folder / (partial_prefix("like").replace(f"-{os.getpid()}.", f"-{proc.pid}.") + "x1.partial.wav")
+    live = folder / (partial_prefix("like") + "x2.partial.wav")
+    other = folder / ".like.mss-otherhost-1.x3.partial.wav"
     for path in (dead, live, other):
         path.write_bytes(b"partial")
     assert run(capsys, *args)[0] == 0
     assert not dead.exists() and live.exists() and other.exists()
-    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["residual.wav", "target.wav"]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == ["like.wav", "no_like.wav"]
 
 
 def test_an_unreadable_subfolder_is_named_not_skipped_silently(capsys, workdir, tiny_weights, monkeypatch):
@@ -621,4 +625,4 @@ def test_an_unreadable_subfolder_is_named_not_skipped_silently(capsys, workdir, 
         code == 0
         and err.strip() == "mss: warning: skipped a folder that cannot be read: album/locked (Permission denied)"
     )
-    assert (workdir / "o" / "a" / "target.wav").is_file()
+    assert (workdir / "o" / "a" / "like.wav").is_file()

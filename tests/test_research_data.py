@@ -8,10 +8,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.episodes import EpisodeSampler, collate
 from mss_research.data.render import DATASET_FILE, build, dataset_taxonomy_version, plan, read_manifest
 from mss_research.data.scores import pop_arrangement
+from mss_research.data.taxonomy import load_taxonomy
 
 
 def test_taxonomy_holds_out_a_quarter_of_the_classes_across_families():

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from conftest import tone
 
-from mss_cli.taxonomy import load_taxonomy
+from mss_research.data.taxonomy import load_taxonomy
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (.ci/apt-packages.txt)")
 

@@ -11,7 +11,6 @@ import pytest
 import soundfile as sf
 
 from mss_cli.audio import SAMPLE_RATE
-from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.instruments import (
     GUITARS,
     INSTRUMENT_TARGETS,
@@ -23,6 +22,7 @@ from mss_research.data.instruments import (
     note_samples,
 )
 from mss_research.data.scores import Note
+from mss_research.data.taxonomy import load_taxonomy
 
 pytest.importorskip("pysfizz")
 

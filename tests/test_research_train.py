@@ -82,8 +82,8 @@ def test_class_table_follows_the_dataset_taxonomy_version(tmp_path):
     """A baseline trained on version-1 data gets version 1's 23 rows, not later classes it never heard."""
     import json
 
-    from mss_cli.taxonomy import load_taxonomy
     from mss_research.data.render import DATASET_FILE
+    from mss_research.data.taxonomy import load_taxonomy
     from mss_research.train import model_config
 
     (tmp_path / DATASET_FILE).write_text(json.dumps({"taxonomy_version": 1}))
@@ -159,7 +159,7 @@ def test_film_placement_is_a_training_flag(capsys, tmp_path, tiny_dataset):
     ]:
         assert mss_train(*args) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "mss: error:" in err and message in err and "Traceback" not in err
+        assert err.count("\n") == 1 and "mss-research: error:" in err and message in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["bottleneck.safetensors", "encoder.safetensors"]
     assert read_metadata(tmp_path / "encoder.safetensors")["steps"] == "1"
     assert mss_train("encoder", tiny, "", "--steps", "2", "--overwrite") == 0

@@ -13,9 +13,9 @@ import numpy as np
 import soundfile as sf
 
 from mss_cli.audio import SAMPLE_RATE
-from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.render import PartPlayer, render_work
 from mss_research.data.scores import Work, pop_arrangement
+from mss_research.data.taxonomy import load_taxonomy
 
 CLIP_SECONDS = 4.0
 TAXONOMY_VERSION = 1  # the classes examples/ was rendered with: a later version's extra classes change every work

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.render import read_manifest
+from mss_research.data.taxonomy import load_taxonomy
 
 SILENCE_RMS = 3e-3
 SAME_SOURCE = 0.75  # how often example clips come from the target's own dataset folder

@@ -20,10 +20,10 @@ import numpy as np
 from mss_cli.audio import SAMPLE_RATE
 from mss_cli.errors import UsageError
 from mss_cli.files import write_atomically
-from mss_cli.taxonomy import Taxonomy, load_taxonomy
 from mss_research.data.hydrogen import PREFIX as HYDROGEN
 from mss_research.data.hydrogen import HydrogenKit, available_kits
 from mss_research.data.scores import Note, Work, corpus_paths, corpus_work, pop_arrangement
+from mss_research.data.taxonomy import Taxonomy, load_taxonomy
 
 TAIL_SECONDS = 1.5
 HYDROGEN_GAIN = 0.3  # recorded kits peak near full scale; FluidSynth renders at gain 0.4

@@ -41,7 +41,6 @@ import numpy as np
 from mss_cli.audio import SAMPLE_RATE
 from mss_cli.errors import UsageError
 from mss_cli.files import write_atomically
-from mss_cli.taxonomy import load_taxonomy
 from mss_research.data.instruments import Library, Players, available
 from mss_research.data.production import chain
 from mss_research.data.render import (
@@ -56,6 +55,7 @@ from mss_research.data.render import (
     work_rows_path,
 )
 from mss_research.data.scores import Note, Stem, pop_arrangement
+from mss_research.data.taxonomy import load_taxonomy
 
 LIBRARY_SHARE = 0.85  # how often a part whose class has a library is played on it
 FOCUS = 0.7  # how often a work draws its parts only from the classes that have libraries

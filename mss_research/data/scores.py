@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from mss_cli.taxonomy import InstrumentClass, Taxonomy
+from mss_research.data.taxonomy import InstrumentClass, Taxonomy
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""The instrument taxonomy: classes users name, their GM programs, ranges and the seen/unseen split.
+"""The instrument taxonomy as the data builder sees it: the product's classes (``mss_cli/classes.json``:
+names, ids, families, the seen/unseen split) with how each is rendered (``taxonomy.json`` here:
+General MIDI programs, ranges, roles) and the soundfonts.
 
-One JSON file (``taxonomy.json``) is the single source of truth so that the data builder, the
-episode sampler, the class-conditioned baseline and the evaluation all agree on class ids. It is
-versioned: later versions only append classes, so ids never move, and an older version (the
-classes it had) still renders the dataset it rendered then: the arrangement generator draws from
-the classes it is given, so one more class changes every work.
+The class list is versioned: later versions only append classes, so ids never move, and an older
+version (the classes it had) still renders the dataset it rendered then: the arrangement generator
+draws from the classes it is given, so one more class changes every work.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
+
+from mss_cli.classes import catalogue
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,14 @@ class Taxonomy:
 
 @lru_cache(maxsize=1)
 def _raw() -> dict:
-    return json.loads(resources.files("mss_cli").joinpath("taxonomy.json").read_text())
+    return json.loads(resources.files("mss_research.data").joinpath("taxonomy.json").read_text())
 
 
 @cache
 def load_taxonomy(version: int | None = None) -> Taxonomy:
     """The classes of taxonomy ``version`` (the latest when None); an unknown version is a ValueError."""
-    raw = _raw()
-    latest = int(raw["version"])
+    raw, listed = _raw(), catalogue()
+    latest = int(listed["version"])
     version = latest if version is None else version
     if not 1 <= version <= latest:
         raise ValueError(f"taxonomy version {version} does not exist (1 to {latest})")
@@ -87,13 +89,13 @@ def load_taxonomy(version: int | None = None) -> Taxonomy:
         InstrumentClass(
             name=name,
             family=spec["family"],
-            programs=tuple(spec["programs"]),
-            low=spec["range"][0],
-            high=spec["range"][1],
-            roles=tuple(spec["roles"]),
+            programs=tuple(raw["classes"][name]["programs"]),
+            low=raw["classes"][name]["range"][0],
+            high=raw["classes"][name]["range"][1],
+            roles=tuple(raw["classes"][name]["roles"]),
             seen=spec["split"] == "seen",
         )
-        for name, spec in raw["classes"].items()
+        for name, spec in listed["classes"].items()
         if spec.get("since", 1) <= version
     )
     sf = raw["soundfonts"]

@@ -1,0 +1,199 @@
+"""Separating many inputs: where each input's stems go (planned before any model loads, so
+``--skip-existing`` and name clashes cost nothing), how many files run at once, and the worker
+pool that separates them and reports each as it finishes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from mss_cli import signals, stdio
+from mss_cli.errors import MssError
+from mss_cli.inputs import STDIN, Naming
+
+if TYPE_CHECKING:
+    from mss_cli.api import Separator
+    from mss_cli.separate import Written
+
+# Peak memory of one file in flight on the CPU is under 1 GB (separate.ROW_SECONDS); parallel jobs
+# get at most one per this much available memory.
+JOB_MEMORY = 1 << 30
+
+
+class Plan(NamedTuple):
+    """One input of a run: the stems to write for it (name -> path, "-": stdout), or why it cannot
+    be separated."""
+
+    source: str
+    outputs: dict[str, Path | str] | None
+    problem: str | None = None
+
+
+@dataclass
+class Batch:
+    """A run's plans, and how many inputs ``skip_existing`` left out."""
+
+    plans: list[Plan] = field(default_factory=list)
+    skipped: int = 0
+
+
+def plan_batch(files: Sequence[str], stems: Sequence[str], naming: Naming | None, skip_existing: bool) -> Batch:
+    """Where each input's ``stems`` go (``naming``; None: the first stem to stdout). An input fails on
+    its own (``Plan.problem``) where an output would replace an input or another input's output,
+    or where the file system cannot take its name."""
+    batch = Batch()
+    if naming is None:
+        batch.plans = [Plan(f, {stems[0]: "-"}) for f in files]
+        return batch
+    claimed: dict[Path, str] = {}
+    sources = {Path(f).resolve(): f for f in files if f != STDIN}
+    for f in files:
+        try:
+            paths = {stem: naming.path(f, stem) for stem in stems}
+        except MssError as exc:
+            batch.plans.append(Plan(f, None, str(exc)))
+            continue
+        replaced = next((sources[p.resolve()] for p in paths.values() if p.resolve() in sources), None)
+        if replaced:
+            problem = f"{f}: its output would replace the input {replaced} (change --filename or -o)"
+            batch.plans.append(Plan(f, None, problem))
+            continue
+        if skip_existing and all(p.exists() for p in paths.values()):
+            batch.skipped += 1
+            continue
+        clash = next((claimed[p.resolve()] for p in paths.values() if p.resolve() in claimed), None)
+        if clash:
+            problem = f"{f}: its output name collides with that of {clash} (add {{parent}} to --filename)"
+            batch.plans.append(Plan(f, None, problem))
+            continue
+        for p in paths.values():
+            claimed[p.resolve()] = f
+        batch.plans.append(Plan(f, paths))
+    return batch
+
+
+def cpu_count() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    """The CPU threads a run takes by default: its cores less what other processes keep busy (the
+    1-minute load average), at least 1. OpenMP threads wait for each other at every layer, so one
+    thread on a core that is busy elsewhere stalls them all (`experiments/threads-and-jobs.md`)."""
+    cores = cpu_count()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        busy = 0.0
+    return max(1, min(cores, int(cores - busy + 0.5)))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new work (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_jobs(files: int, threads: int, cpu: bool) -> int:
+    """Files separated at once by default: on the CPU one per thread (a file's chunks run one
+    after another, and single-threaded layers scale better across files than across threads),
+    within the memory available; on a GPU one (it is busy with one file's batches)."""
+    if not cpu:
+        return 1
+    memory = available_memory()
+    by_memory = max(1, memory // JOB_MEMORY) if memory is not None else threads
+    return max(1, min(files, threads, by_memory))
+
+
+Reporter = Callable[[str], None]
+
+
+def run_batch(
+    separator: Separator,
+    plans: Sequence[Plan],
+    write: dict,
+    jobs: int = 1,
+    progress=None,
+    on_error: Reporter | None = None,
+    on_written: Callable[[Written], None] | None = None,
+    finished: list[str] | None = None,
+) -> list[str]:
+    """Separate every planned input (``jobs`` at once, in threads), reporting each failure to
+    ``on_error`` and each written stem to ``on_written`` as files finish; returns the failures'
+    messages, and appends each separated input to ``finished``. ``write``: ``separate_file``'s
+    format arguments. A failure never stops the other files; a signal stops them all at their
+    next chunk (``signals``), as does stdout going away."""
+    from mss_cli.audio import spooled_stdin
+    from mss_cli.manifest import record
+    from mss_cli.progress import make_progress
+
+    failures: list[str] = []
+    progress = progress or make_progress(enabled=False, total_files=len(plans))
+    finished = finished if finished is not None else []
+
+    def fail(message: str) -> None:
+        failures.append(message)
+        if on_error:
+            on_error(message)
+
+    def one(plan: Plan) -> None:
+        signals.check()  # files still queued when a signal came are not started
+        source, outputs, problem = plan
+        if problem:
+            fail(problem)
+            return
+        task = progress.file_task(source)
+
+        def advance() -> None:
+            signals.check()  # a worker thread stops at its next chunk once a signal stopped the run
+            task.advance()
+
+        def run(path: str | Path, label: str | None) -> list[Written]:
+            return separator.separate_file(path, outputs, label=label, on_chunk=advance, on_start=task.start, **write)
+
+        try:
+            if source == STDIN:
+                with spooled_stdin() as tmp:
+                    written = run(tmp, "-")
+            else:
+                written = run(source, None)
+        except stdio.OutputClosed:
+            raise  # not this file's failure: the run's stdout is gone, so the run stops
+        except MssError as exc:
+            fail(str(exc))
+            return
+        except Exception as exc:  # a bug must not stop the other files, nor print a traceback
+            if os.environ.get("MSS_DEBUG"):
+                raise
+            fail(f"{source}: internal error ({type(exc).__name__}: {exc}); MSS_DEBUG=1 shows the traceback")
+            return
+        finally:
+            task.finish()
+        record([(w.stem, Path(w.path)) for w in written if w.path != "-"], source)
+        finished.append(source)
+        for w in written:
+            if on_written:
+                on_written(w)
+
+    with progress:
+        if jobs == 1:
+            for plan in plans:
+                one(plan)
+        else:
+            with ThreadPoolExecutor(jobs) as pool:
+                list(pool.map(one, plans))
+    return failures
