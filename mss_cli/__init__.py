@@ -1,13 +1,15 @@
 """mss: few-shot music source separation (Wang et al., ICASSP 2022) as a command-line tool.
 
-Everything the CLI does is available here; names are imported lazily so that ``import mss_cli``
-(and ``mss --help``) stays fast and does not import torch::
+Everything the CLI does is available here, through one object; names are imported lazily so
+that ``import mss_cli`` (and ``mss --help``) stays fast and does not import torch::
 
-    from mss_cli import load_model, condition, separate_file, Outputs, SeparationOptions
-    model = load_model()
-    cond = condition(model, ["guitar1.wav", "guitar2.wav"], negatives=["vocals.wav"])
-    separate_file(model, cond, "song.wav",
-                  Outputs({"target": ("guitar", "guitar.wav")}), SeparationOptions())
+    from mss_cli import Separator
+    separator = Separator()
+    separator.add(like=["guitar_1.wav", "guitar_2.wav"], not_=["vocals.wav"])
+    stems = separator.separate(audio, 44100)  # {"guitar": ..., "no_guitar": ...}
+
+The pieces it is made of (``Target``, ``separate_file``, ``condition``, ...) stay public for
+callers that hold their own models.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Separator": "mss_cli.api",
+    "TargetSpec": "mss_cli.targets",
+    "Target": "mss_cli.targets",
     "load_model": "mss_cli.weights",
     "shipped_weights": "mss_cli.weights",
     "condition": "mss_cli.conditioning",
+    "class_condition": "mss_cli.conditioning",
+    "class_partner": "mss_cli.conditioning",
     "load_profile": "mss_cli.conditioning",
-    "with_class": "mss_cli.conditioning",
     "save_profile": "mss_cli.conditioning",
     "separate_file": "mss_cli.separate",
     "separate_array": "mss_cli.separate",
-    "Stem": "mss_cli.separate",
-    "Outputs": "mss_cli.separate",
     "SeparationOptions": "mss_cli.separate",
     "pick_device": "mss_cli.device",
     "MssError": "mss_cli.errors",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mss_cli.classes import trained_classes_of
 from mss_cli.errors import MssError, UsageError
 from mss_cli.formats import FORMATS
 from mss_cli.separate import SeparationOptions, Written, separate_array, separate_file
@@ -38,24 +39,6 @@ def open_model(path: str | Path | None, device: str = "cpu") -> ConditionedUNet:
         return load_model(path, device)
     except MssError as exc:
         raise UsageError(str(exc)) from None
-
-
-def class_table(baseline: str | Path | None) -> list[str]:
-    """The classes the class-conditioned model at ``baseline`` (the shipped one when None) was
-    trained on, read from its file's metadata without torch."""
-    import json
-
-    from mss_cli.classes import trained_classes
-    from mss_cli.weights import BASELINE_WEIGHTS, read_metadata, shipped_weights
-
-    path = Path(baseline) if baseline else shipped_weights(BASELINE_WEIGHTS)
-    try:
-        config = json.loads(read_metadata(path).get("config", "{}"))
-    except (MssError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    if not isinstance(config, dict) or config.get("kind") != "classcond":
-        raise UsageError(f"{path}: a class needs a class-conditioned model (mss-classcond.safetensors), not this one")
-    return trained_classes(config.get("class_names", []))
 
 
 def set_threads(threads: int | None) -> None:
@@ -151,7 +134,7 @@ class Separator:
         from mss_cli.conditioning import class_condition, class_partner, condition, load_profile
         from mss_cli.profiles import profile_path
 
-        trained = class_table(self.baseline) if spec.class_name is not None else ()
+        trained = trained_classes_of(self.baseline) if spec.class_name is not None else ()
         name = check_name(spec.resolved_name(trained))
         stem_names([*(t.name for t in self.targets), name])
         partner = None
@@ -245,7 +228,7 @@ def model_details(weights: str | Path | None = None, baseline: str | Path | None
         model = load_model(path, fuse=False)  # the trained parameters, as the model card counts them
     except MssError as exc:
         raise UsageError(str(exc)) from None
-    classes = class_table(baseline or (path if model.config.kind == "classcond" else None))
+    classes = trained_classes_of(baseline or (path if model.config.kind == "classcond" else None))
     return {
         "version": __version__,
         "torch": torch.__version__,

@@ -131,12 +131,25 @@ class AudioReader:
         if not self._file.seekable():  # blocks() reads a file twice; libsndfile cannot seek GSM 6.10 WAVs
             self._file.close()
             self._file = self._via_ffmpeg(path)
-        self.info = AudioInfo(self._file.samplerate, self._file.channels, self._file.frames, self._file.subtype)
         try:
+            frames = self._counted_frames() if self._file.format == "MP3" else self._file.frames
+            self.info = AudioInfo(self._file.samplerate, self._file.channels, frames, self._file.subtype)
             check_audio(self.info, self.source)
         except MssError:
             self.close()
             raise
+
+    def _counted_frames(self) -> int:
+        """An MP3's length, decoded: its header gives only an estimate (from the bitrate, or a Xing
+        header a stream written to a pipe lacks), which can be off by a frame or more."""
+        frames = 0
+        try:
+            while block := len(self._file.read(BLOCK, dtype="float32", always_2d=True)):
+                frames += block
+            self._file.seek(0)
+        except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:
+            raise MssError(f"{self.source}: cannot decode audio ({exc})") from None
+        return frames
 
     def _via_ffmpeg(self, path: Path) -> sf.SoundFile:
         """Decode a container soundfile cannot read into a temporary float WAV (bounded memory)."""

@@ -12,8 +12,9 @@ import json
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
-from mss_cli.errors import UsageError
+from mss_cli.errors import MssError, UsageError
 
 
 @cache
@@ -65,3 +66,20 @@ def synonyms_for(trained: Sequence[str]) -> dict[str, list[str]]:
         if meant:
             out[word] = meant
     return out
+
+
+def trained_classes_of(baseline: str | Path | None) -> list[str]:
+    """The classes the class-conditioned model at ``baseline`` (the shipped one when None) was
+    trained on, read from its file's metadata without torch."""
+    import json
+
+    from mss_cli.weights import BASELINE_WEIGHTS, read_metadata, shipped_weights
+
+    path = Path(baseline) if baseline else shipped_weights(BASELINE_WEIGHTS)
+    try:
+        config = json.loads(read_metadata(path).get("config", "{}"))
+    except (MssError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if not isinstance(config, dict) or config.get("kind") != "classcond":
+        raise UsageError(f"{path}: a class needs a class-conditioned model (mss-classcond.safetensors), not this one")
+    return trained_classes(config.get("class_names", []))

@@ -151,9 +151,9 @@ def separate(
         weights, baseline = None, weights  # --weights names the class model when only classes are asked
     if baseline and not (classes or with_class):
         raise UsageError("--baseline is the class-conditioned model of --class and --with-class: give one of those")
-    from mss_cli.api import class_table
+    from mss_cli.classes import trained_classes_of
 
-    trained = class_table(baseline) if classes or with_class else []
+    trained = trained_classes_of(baseline) if classes or with_class else []
     names = [s.resolved_name(trained) for s in specs]
     stems = stem_names(names)
     written = names if no_residual or to_stdout else stems

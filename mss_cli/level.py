@@ -75,10 +75,3 @@ def gain_for(audio: np.ndarray | Iterable[np.ndarray], reference_dbfs: float | N
 def at_level(audio: np.ndarray, reference_dbfs: float | None, sample_rate: int) -> np.ndarray:
     """``audio`` scaled to ``reference_dbfs`` (an example clip, before the model embeds it)."""
     return audio * np.float32(gain_for(audio, reference_dbfs, sample_rate))
-
-
-def inputs_as_they_come(model):
-    """``model`` with no levels of its own: it sees tracks and clips as they come. The probes whose
-    recorded figures were measured so (``mss_research.probes``) run models this way to reproduce them."""
-    model.config.mixture_dbfs = model.config.clip_dbfs = None
-    return model

@@ -7,8 +7,11 @@ one is a one-line error naming it. Errors and exit codes are ``mss``'s.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import sys
+import typing
 from pathlib import Path
 
 import typer
@@ -17,6 +20,7 @@ from mss_cli.errors import UsageError
 from mss_cli.extras import require
 from mss_cli.files import refuse_to_replace
 from mss_cli.runner import HELP_OPTIONS, recorded_command, run_app, say
+from mss_research.config import TrainConfig
 
 app = typer.Typer(
     name="mss-research",
@@ -103,138 +107,81 @@ def data_sampled(
     print(json.dumps(build_sampled(out, libraries, works, seed, backing, held_out, val_fraction, jobs)))
 
 
-@app.command()
+def config_options(config: type) -> tuple[list[inspect.Parameter], dict[str, object]]:
+    """One Typer option per field of the dataclass ``config``, from its metadata (``train.opt``):
+    the parameters and their annotations. A list of numbers is one comma-separated value; a list
+    of strings a repeatable option; a field without a default a required option."""
+    hints = typing.get_type_hints(config)
+    params, annotations = [], {}
+    for f in dataclasses.fields(config):
+        meta, kind = f.metadata, hints[f.name]
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else f.default_factory()
+            if f.default_factory is not dataclasses.MISSING
+            else ...
+        )
+        if typing.get_origin(kind) is list and typing.get_args(kind)[0] is not str:
+            kind, default = str, ",".join(map(str, default))
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        option = typer.Option(default, flag, help=meta.get("help"), min=meta.get("min"), max=meta.get("max"))
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
+        annotations[f.name] = kind
+    return params, annotations
+
+
+def config_from_options(config: type, values: dict):
+    """The dataclass ``config`` from its generated options' values (comma-separated numbers parsed)."""
+    hints = typing.get_type_hints(config)
+    settings = {}
+    for name, value in values.items():
+        kind = hints[name]
+        if typing.get_origin(kind) is list and typing.get_args(kind)[0] is not str:
+            number = typing.get_args(kind)[0]
+            try:
+                value = [number(v) for v in str(value).split(",")]
+            except ValueError:
+                flag = "--" + name.replace("_", "-")
+                what = "whole numbers" if number is int else "numbers"
+                raise UsageError(f"{flag} {value!r}: comma-separated {what}") from None
+        settings[name] = value
+    return config(**settings)
+
+
 def train(
-    data: Path = typer.Option(..., "--data", help="Dataset folder (mss-research data build)."),
-    run: Path = typer.Option(
-        ..., "--run-dir", help="Run folder: checkpoints, log.csv, curve.png (resumed if present)."
-    ),
-    kind: str = typer.Option("fewshot", "--kind", help="fewshot or classcond (the baseline)."),
-    steps: int = typer.Option(100_000, "--steps", min=1),
-    minutes: float = typer.Option(0.0, "--minutes", min=0.0, help="Stop after this many minutes (0: no limit)."),
-    batch: int = typer.Option(8, "--batch", min=1),
-    lr: float = typer.Option(1e-3, "--lr"),
-    lr_final: float = typer.Option(
-        0.0, "--lr-final", min=0.0, help="Decay the learning rate (cosine) from --lr to this at --steps (0: constant)."
-    ),
-    schedule_start: int | None = typer.Option(
-        None,
-        "--schedule-start",
-        help="Begin the --lr-final decay at this step (default: where the run or --init began), e.g. to decay "
-        "a resumed run that trained at a constant rate; Adam's state is kept.",
-    ),
-    seed: int = typer.Option(0, "--seed"),
-    init: str = typer.Option("", "--init", help="Start from a weights file."),
-    teacher: str = typer.Option(
-        "", "--teacher", help="Distil a few-shot model from this class-conditioned one (its U-Net is the start)."
-    ),
-    distill_weight: float = typer.Option(
-        1.0, "--distill-weight", min=0.0, help="Weight of the distillation term against the -SDR loss."
-    ),
-    contrast_weight: float = typer.Option(
-        0.0,
-        "--contrast-weight",
-        min=0.0,
-        help="Weight of the example-contrast term (few-shot): targets nearer their class's example clips than others'.",
-    ),
     export_to: Path | None = typer.Option(None, "--export", help="After training, write shippable fp16 weights here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --export file."),
-    val_every: int = typer.Option(200, "--val-every", min=1),
-    val_episodes: int = typer.Option(48, "--val-episodes", min=1),
-    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1),
-    channels: str | None = typer.Option(None, "--channels", help="U-Net widths, e.g. 8,16,32,64,128,256."),
-    dropout: float = typer.Option(
-        0.3, "--dropout", min=0.0, max=0.9, help="Dropout in the first three decoder blocks while training."
-    ),
-    film: str = typer.Option(
-        "encoder", "--film", help="FiLM placement: encoder (every encoder block) or bottleneck (the paper's)."
-    ),
-    precision: str = typer.Option(
-        "auto", "--precision", help="auto (bf16 autocast on CUDA and on CPUs with native bf16), fp32 or bf16."
-    ),
-    hide_unseen: bool = typer.Option(
-        False,
-        "--hide-unseen",
-        help="Leave the unseen classes out of training mixtures too (by default they are interferers, never targets).",
-    ),
-    real: list[Path] = typer.Option(
-        [],
-        "--real",
-        help="A recorded-stem dataset (mss-research data real) to train on beside --data; repeat for several. "
-        "Its held-out songs, if any, are validated on.",
-    ),
-    real_share: float = typer.Option(
-        0.5, "--real-share", min=0.0, max=1.0, help="How often an episode's target comes from the --real datasets."
-    ),
-    instruments: list[Path] = typer.Option(
-        [],
-        "--instruments",
-        help="A real-instrument dataset to validate on, never trained on (see mss-research eval --instruments); "
-        "repeat for several.",
-    ),
-    production: float = typer.Option(
-        0.0,
-        "--production",
-        min=0.0,
-        max=1.0,
-        help="How often a rendered stem or example clip goes through random production effects "
-        "(EQ, compression, amp distortion, modulation, reverb).",
-    ),
-    workers: int = typer.Option(
-        0,
-        "--workers",
-        min=0,
-        help="Processes drawing training episodes (0: the training process; use several to keep a GPU busy).",
-    ),
+    **settings,
 ) -> None:
     """Train the few-shot model or the class-conditioned baseline (works under torchrun for DDP)."""
     from mss_cli.device import check_precision
-    from mss_research.train import TrainConfig, export
+    from mss_research.train import export
     from mss_research.train import train as run_training
 
     require("matplotlib", "train")  # the training curve
-
-    cfg = TrainConfig(
-        precision=check_precision(precision),
-        data=str(data),
-        run=str(run),
-        kind=kind,
-        steps=steps,
-        minutes=minutes,
-        batch=batch,
-        lr=lr,
-        lr_final=lr_final,
-        schedule_start=schedule_start,
-        seed=seed,
-        init=init,
-        teacher=teacher,
-        distill_weight=distill_weight,
-        contrast_weight=contrast_weight,
-        val_every=val_every,
-        val_episodes=val_episodes,
-        checkpoint_every=checkpoint_every,
-        workers=workers,
-        hide_unseen=hide_unseen,
-        real=[str(r) for r in real],
-        real_share=real_share,
-        instruments=[str(i) for i in instruments],
-        production=production,
-        film=film,
-        dropout=dropout,
-    )
+    cfg = config_from_options(TrainConfig, settings)
+    check_precision(cfg.precision)
     if export_to and not overwrite:  # before hours of training, not after
         refuse_to_replace(export_to, "weights file", usage=True)
-    if channels is not None:
-        try:
-            cfg.channels = [int(c) for c in channels.split(",")]
-        except ValueError:
-            raise UsageError(
-                f"--channels {channels!r}: comma-separated whole numbers, e.g. 8,16,32,64,128,256"
-            ) from None
     checkpoint = run_training(cfg)
     if export_to:
         export(checkpoint, export_to)
-        say(f"mss: weights written to {export_to}")
+        say(f"mss-research: weights written to {export_to}")
+
+
+def _train_command() -> None:
+    """Register ``train`` with its own options and one option per ``TrainConfig`` field."""
+    own = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in list(inspect.signature(train).parameters.values())[:2]
+    ]
+    params, annotations = config_options(TrainConfig)
+    train.__signature__ = inspect.Signature([*params, *own])
+    train.__annotations__ = {**annotations, "export_to": Path | None, "overwrite": bool, "return": None}
+    app.command()(train)
+
+
+_train_command()
 
 
 @data_app.command("real")
@@ -303,13 +250,13 @@ def evaluate_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of an earlier run in --out."),
 ) -> None:
     """The paper's comparison on the validation works: every method, by group and target class."""
-    from mss_cli import report
     from mss_cli.api import open_model, set_threads
+    from mss_cli.report import check_outputs
     from mss_cli.weights import BASELINE_WEIGHTS, shipped_weights
-    from mss_research import paper_eval
+    from mss_research import paper_eval, report
 
     require("fast_bss_eval", "eval")
-    report.check_outputs(out, overwrite)  # these two fail before the slow part
+    check_outputs(out, overwrite)  # these two fail before the slow part
     earlier = (str(against), report.load_cases(against)) if against else None
     set_threads(threads or None)
     model = open_model(weights, "cpu")

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -26,45 +26,12 @@ from mss_cli.errors import MssError, UsageError
 from mss_cli.files import write_atomically
 from mss_cli.metrics import sdr
 from mss_cli.model import ConditionedUNet, ModelConfig
+from mss_research.config import TrainConfig
 from mss_research.data.episodes import Episode, EpisodeSampler, collate
 from mss_research.data.instruments import INSTRUMENT_TARGETS
 from mss_research.data.realstems import REAL_TARGETS
 from mss_research.data.render import dataset_taxonomy_version
 from mss_research.data.taxonomy import load_taxonomy
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    run: str
-    kind: str = "fewshot"
-    channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64, 128, 256])
-    film: str = "encoder"
-    dropout: float = 0.3
-    steps: int = 100_000
-    minutes: float = 0.0  # wall-clock budget for this invocation (0: none)
-    batch: int = 8
-    lr: float = 1e-3
-    lr_final: float = 0.0  # > 0: cosine decay from lr (where this schedule began) to lr_final at `steps`
-    schedule_start: int | None = None  # the step the schedule begins at (None: where this run or --init began)
-    segment_frames: int = 256
-    example_seconds: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0])
-    val_episodes: int = 48
-    val_every: int = 250
-    checkpoint_every: int = 100
-    seed: int = 0
-    threads: int = 0
-    workers: int = 0  # DataLoader processes drawing episodes (0: in the training process)
-    precision: str = "auto"  # bf16 autocast where native (CUDA; AMX or AVX512-BF16 CPUs), as device.autocast_dtype
-    init: str = ""  # start from a weights file (continue training in a fresh session; steps and hours go on)
-    teacher: str = ""  # a class-conditioned weights file to distil from (few-shot only; see TrainStep)
-    distill_weight: float = 1.0
-    contrast_weight: float = 0.0  # weight of the example-contrast term (few-shot only; see TrainStep)
-    hide_unseen: bool = False  # leave unseen classes out of training mixtures too (EpisodeSampler)
-    real: list[str] = field(default_factory=list)  # recorded-stem datasets (mss-research data real) trained on too
-    real_share: float = 0.5  # how often an episode's target comes from them (split evenly among them)
-    instruments: list[str] = field(default_factory=list)  # real-instrument datasets validated on, never trained on
-    production: float = 0.0  # how often a rendered stem or clip gets random production effects (EpisodeSampler)
 
 
 class TrainStep(nn.Module):

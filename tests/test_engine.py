@@ -21,11 +21,11 @@ from mss_cli.device import autocast_dtype
 from mss_cli.engine import OverlapAdd
 from mss_cli.errors import UsageError
 from mss_cli.inputs import Naming, shard
-from mss_cli.level import inputs_as_they_come
 from mss_cli.metrics import snr_db
 from mss_cli.separate import SeparationOptions, separate_file
 from mss_cli.targets import Target
 from mss_cli.weights import load_model
+from mss_research.probes import inputs_as_they_come
 
 
 def blocks_of(x: np.ndarray, size: int = 4096):

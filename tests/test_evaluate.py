@@ -65,50 +65,6 @@ def test_eval_on_a_users_folder(tmp_path, tiny_weights, capsys):
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_baseline_is_compared_on_the_episodes_it_covers():
-    """The class-conditioned baseline skips unseen classes; the table compares it on its episodes
-    only, as a paired difference; negatives are compared with no negatives the same way."""
-    few = [Case("g", i, FEWSHOT_5, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([1.0, 2.0, 9.0, 9.0])]
-    base = [Case("g", i, BASELINE, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([3.0, 5.0])]
-    neg = [Case("g", i, FEWSHOT_5_NEG, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([1.5, 1.0, 9.5, 10.0])]
-    md = report.table(few + base + neg, [(BASELINE, FEWSHOT_5), (FEWSHOT_5_NEG, FEWSHOT_5)])
-    assert (
-        "g, class-conditioned baseline vs few-shot, 5 positives, on the 2 of 4 episodes it covers: "
-        "median SDRi +4.00 vs +1.50 dB; paired difference +2.50 dB (median), "
-        "class-conditioned baseline better in 2 of 2."
-    ) in md
-    assert "on all 4 episodes: median SDRi +5.50 vs +5.50 dB; paired difference +0.50 dB (median)" in md
-    assert "few-shot, 5 positives + 5 negatives better in 3 of 4" in md
-    assert report.paired_note(few, "g", BASELINE, FEWSHOT_5) == ""
-
-
-def test_paired_over_every_group_and_in_any_metric():
-    """Episodes are numbered within a group, so pooling the groups pairs by (group, episode); the
-    table and --against add that pooled line where there are several groups; SI-SDR pairs alike."""
-    few = [
-        Case(g, i, FEWSHOT_5, "bass", 0.0, si, sdri)
-        for g, i, si, sdri in [("a", 0, 1.0, 1.0), ("a", 1, 1.0, 2.0), ("b", 0, 1.0, 3.0)]
-    ]
-    neg = [
-        Case(g, i, FEWSHOT_5_NEG, "bass", 0.0, si, sdri)
-        for g, i, si, sdri in [("a", 0, 0.0, 2.0), ("a", 1, 4.0, 2.5), ("b", 0, 3.0, 2.0)]
-    ]
-    ours, theirs = report.paired(few + neg, None, FEWSHOT_5_NEG, FEWSHOT_5)
-    assert list(ours - theirs) == [1.0, 0.5, -1.0]
-    assert report.paired_note(few + neg, None, FEWSHOT_5_NEG, FEWSHOT_5, "si_sdr") == (
-        f"all groups, {FEWSHOT_5_NEG} vs {FEWSHOT_5}, on all 3 episodes: median SI-SDR +3.00 vs +1.00 dB; "
-        f"paired difference +2.00 dB (median), {FEWSHOT_5_NEG} better in 2 of 3."
-    )
-    assert (
-        f"- all groups, {FEWSHOT_5_NEG} vs {FEWSHOT_5}, on all 3 episodes: median SDRi +2.00 vs +2.00 dB; "
-        "paired difference +0.50 dB (median)" in report.table(few + neg, [(FEWSHOT_5_NEG, FEWSHOT_5)])
-    )
-    assert (
-        "- all groups, few-shot, 5 positives (this run) vs few-shot, 5 positives (earlier), on all 3 episodes"
-        in report.against(few, few, "earlier")
-    )
-
-
 def test_table_by_target_class():
     """The medians per group and class, each method a column; a class a method did not cover is n/a."""
     few = [

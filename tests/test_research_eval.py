@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from conftest import tone
 
-from mss_cli import report
 from mss_cli.errors import UsageError
 from mss_cli.evaluate import bss_sdr
+from mss_cli.report import Case, table
 from mss_cli.weights import load_model
 from mss_research import paper_eval as pe
+from mss_research import report
 from mss_research.cli import main
 
 
@@ -121,7 +122,7 @@ def test_chosen_methods_and_a_run_paired_with_an_earlier_one(tmp_path, tiny_data
             and f"paired difference {np.median(diffs):+.2f} dB (median)" in md
         )
     capsys.readouterr()
-    moved = [report.Case(**{**c.__dict__, "target_class": "nothing"}) for c in first]
+    moved = [Case(**{**c.__dict__, "target_class": "nothing"}) for c in first]
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "evaluation.jsonl").write_text("".join(json.dumps(c.__dict__) + "\n" for c in moved))
     assert mss_eval(other, "d", "--against", str(tmp_path / "c")) == 2
@@ -212,3 +213,55 @@ def test_per_class_pairing_compares_the_same_episodes_class_by_class():
     earlier = [case(0, "m", "sax", 0.0), case(1, "m", "flute", 0.0)]  # episode 1 is another target there
     with pytest.raises(SystemExit, match="not the same episodes"):
         per_class(ours, earlier, "m", "m")
+
+
+FEWSHOT_5 = "few-shot, 5 positives"
+FEWSHOT_5_NEG = "few-shot, 5 positives + 5 negatives"
+BASELINE = "class-conditioned baseline"
+
+
+def test_baseline_is_compared_on_the_episodes_it_covers():
+    """The class-conditioned baseline skips unseen classes; the table compares it on its episodes
+    only, as a paired difference; negatives are compared with no negatives the same way."""
+    few = [Case("g", i, FEWSHOT_5, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([1.0, 2.0, 9.0, 9.0])]
+    base = [Case("g", i, BASELINE, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([3.0, 5.0])]
+    neg = [Case("g", i, FEWSHOT_5_NEG, "bass", 0.0, 0.0, sdri) for i, sdri in enumerate([1.5, 1.0, 9.5, 10.0])]
+    md = table(
+        few + base + neg, report.comparison_notes(few + base + neg, [(BASELINE, FEWSHOT_5), (FEWSHOT_5_NEG, FEWSHOT_5)])
+    )
+    assert (
+        "g, class-conditioned baseline vs few-shot, 5 positives, on the 2 of 4 episodes it covers: "
+        "median SDRi +4.00 vs +1.50 dB; paired difference +2.50 dB (median), "
+        "class-conditioned baseline better in 2 of 2."
+    ) in md
+    assert "on all 4 episodes: median SDRi +5.50 vs +5.50 dB; paired difference +0.50 dB (median)" in md
+    assert "few-shot, 5 positives + 5 negatives better in 3 of 4" in md
+    assert report.paired_note(few, "g", BASELINE, FEWSHOT_5) == ""
+
+
+def test_paired_over_every_group_and_in_any_metric():
+    """Episodes are numbered within a group, so pooling the groups pairs by (group, episode); the
+    table and --against add that pooled line where there are several groups; SI-SDR pairs alike."""
+    few = [
+        Case(g, i, FEWSHOT_5, "bass", 0.0, si, sdri)
+        for g, i, si, sdri in [("a", 0, 1.0, 1.0), ("a", 1, 1.0, 2.0), ("b", 0, 1.0, 3.0)]
+    ]
+    neg = [
+        Case(g, i, FEWSHOT_5_NEG, "bass", 0.0, si, sdri)
+        for g, i, si, sdri in [("a", 0, 0.0, 2.0), ("a", 1, 4.0, 2.5), ("b", 0, 3.0, 2.0)]
+    ]
+    ours, theirs = report.paired(few + neg, None, FEWSHOT_5_NEG, FEWSHOT_5)
+    assert list(ours - theirs) == [1.0, 0.5, -1.0]
+    assert report.paired_note(few + neg, None, FEWSHOT_5_NEG, FEWSHOT_5, "si_sdr") == (
+        f"all groups, {FEWSHOT_5_NEG} vs {FEWSHOT_5}, on all 3 episodes: median SI-SDR +3.00 vs +1.00 dB; "
+        f"paired difference +2.00 dB (median), {FEWSHOT_5_NEG} better in 2 of 3."
+    )
+    assert (
+        f"- all groups, {FEWSHOT_5_NEG} vs {FEWSHOT_5}, on all 3 episodes: median SDRi +2.00 vs +2.00 dB; "
+        "paired difference +0.50 dB (median)"
+        in table(few + neg, report.comparison_notes(few + neg, [(FEWSHOT_5_NEG, FEWSHOT_5)]))
+    )
+    assert (
+        "- all groups, few-shot, 5 positives (this run) vs few-shot, 5 positives (earlier), on all 3 episodes"
+        in report.against(few, few, "earlier")
+    )

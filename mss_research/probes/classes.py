@@ -22,11 +22,12 @@ import torch
 
 from mss_cli.audio import SAMPLE_RATE
 from mss_cli.evaluate import bss_sdr
-from mss_cli.level import inputs_as_they_come
-from mss_cli.report import Case, paired_note
+from mss_cli.report import Case
 from mss_cli.weights import BASELINE_WEIGHTS, load_model, shipped_weights
 from mss_research.data.episodes import EpisodeSampler
 from mss_research.paper_eval import BASELINE, EXAMPLE_SECONDS, FEWSHOT_5, SEGMENT_SECONDS, classcond, fewshot, score
+from mss_research.probes import inputs_as_they_come
+from mss_research.report import paired_note
 
 
 def paired_by_class(data: str, classes: list[str], count: int, few, base) -> None:

@@ -21,7 +21,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from mss_cli.report import Case, load_cases
+from mss_cli.report import Case
+from mss_research.report import load_cases
 
 
 def per_class(ours: list[Case], theirs: list[Case], method: str, other: str) -> list[tuple[str, str, int, float, int]]:

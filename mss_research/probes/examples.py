@@ -26,10 +26,11 @@ import torch
 
 from mss_cli.conditioning import WINDOW_SECONDS
 from mss_cli.evaluate import bss_sdr
-from mss_cli.level import inputs_as_they_come
-from mss_cli.report import Case, paired_note
+from mss_cli.report import Case
 from mss_cli.weights import load_model
 from mss_research.paper_eval import group_episodes, score, separate_episode
+from mss_research.probes import inputs_as_they_come
+from mss_research.report import paired_note
 
 
 def windows(signal: np.ndarray, length: int) -> torch.Tensor:

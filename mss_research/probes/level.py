@@ -26,11 +26,13 @@ import torch
 
 from mss_cli.audio import SAMPLE_RATE
 from mss_cli.evaluate import bss_sdr
-from mss_cli.level import gain_to, inputs_as_they_come, level_dbfs
-from mss_cli.report import Case, paired_note, pools
+from mss_cli.level import gain_to, level_dbfs
+from mss_cli.report import Case
 from mss_cli.weights import load_model
 from mss_research.data.episodes import EpisodeSampler
 from mss_research.paper_eval import EXAMPLE_SECONDS, SEGMENT_SECONDS, fewshot, group_episodes, score
+from mss_research.probes import inputs_as_they_come
+from mss_research.report import paired_note, pools
 
 GAINS_DB = (-24, -12, -6, 6, 12, 18)
 OFFSETS_DB = (-6, 0, 6)

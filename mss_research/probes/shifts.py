@@ -20,10 +20,11 @@ import numpy as np
 import torch
 
 from mss_cli.evaluate import bss_sdr
-from mss_cli.level import inputs_as_they_come
-from mss_cli.report import Case, paired, paired_note, pools
+from mss_cli.report import Case
 from mss_cli.weights import load_model
 from mss_research.paper_eval import fewshot, group_episodes, score
+from mss_research.probes import inputs_as_they_come
+from mss_research.report import paired, paired_note, pools
 
 SHIFTS = (1, 2, 4, 8)
 METHODS = {"5 positives": (5, 0, False), "5 positives + 5 suppressed negatives": (5, 5, True)}

@@ -1,5 +1,5 @@
 # First call on a lent GPU machine: install the wheels its torch image lacks (carried in .whl),
-# decode the first chunk. See mss_research/gpu/README.md.
+# decode the first chunk. See scripts/gpu/README.md.
 set -e
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
