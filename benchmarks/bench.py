@@ -1,6 +1,6 @@
 """Speed and memory of mss, and of peers' architectures, on one machine in one run; prints a table.
 
-    python benchmarks/bench.py [--threads 2] [--skip-peers]
+    python benchmarks/bench.py [--threads 2] [--skip-peers] [--only targets|threads]
 
 All figures come from the same 3-minute 44.1 kHz stereo track (the demo mix, repeated). The peers
 (HTDemucs, Open-Unmix) run with random weights: weights do not change speed. They are optional,
@@ -43,10 +43,13 @@ def make_track(path: Path, seconds: float) -> Path:
     return path
 
 
-def mss(*args: str, threads: int) -> tuple[float, dict]:
+def mss(*args: str, threads: int | None, env: dict | None = None) -> tuple[float, dict]:
     """Run the mss CLI in a fresh process; returns wall seconds and the child's peak RSS and, where
-    it used CUDA, peak GPU memory reserved by torch (MB)."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    it used CUDA, peak GPU memory reserved by torch (MB). ``threads``: the OpenMP threads it is
+    given (None: as the environment has them)."""
+    env = dict(os.environ, **(env or {}))
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     code = (
         "import resource, sys, json\nfrom mss_cli.cli import main\nrc = 0\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n    rc = e.code or 0\n"
@@ -69,12 +72,15 @@ def model_rtf(threads: int, precision: str, seconds: float = 20.0, repeats: int 
     `mss separate` runs it): the ceiling for end to end."""
     import torch
 
-    from mss_cli.separate import make_separator
+    from mss_cli.conditioning import Conditioning
+    from mss_cli.engine import make_separator
+    from mss_cli.targets import Target
     from mss_cli.weights import load_model
 
     torch.set_num_threads(threads)
     model = load_model()
-    run = make_separator(model, torch.randn(1, model.config.cond_dim), precision)
+    cond = Conditioning(torch.randn(model.config.cond_dim), model.model_id, [], [])
+    run = make_separator([Target("t", model, cond)], precision)
     x = torch.randn(2, int(seconds * SAMPLE_RATE))
     run(x)
     started = time.time()
@@ -182,6 +188,7 @@ def main() -> None:
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--gpu", action="store_true", help="add rows for `--device cuda` (needs a CUDA GPU)")
     parser.add_argument("--gpu-only", action="store_true", help="measure only the GPU rows (on a borrowed GPU machine)")
+    parser.add_argument("--only", choices=("targets", "threads"), help="measure only these CPU rows")
     args = parser.parse_args()
     clips = sorted(str(p) for p in (EXAMPLES / "clips").glob("trumpet_*.flac"))[:4] + [
         str(EXAMPLES / "clips" / "bass_1.flac")
@@ -192,8 +199,14 @@ def main() -> None:
         track_path = make_track(tmp_path / "track.wav", args.minutes * 60)
         if args.gpu or args.gpu_only:
             rows += gpu_rows(tmp_path, track_path, clips, args.minutes, args.long_minutes)
-        if not args.gpu_only:
+        if args.only == "targets":
+            rows += target_rows(tmp_path, track_path, args)
+        elif args.only == "threads":
+            rows += thread_rows(tmp_path, args)
+        elif not args.gpu_only:
             rows += cpu_rows(tmp_path, track_path, clips, args)
+            rows += target_rows(tmp_path, track_path, args)
+            rows += thread_rows(tmp_path, args)
     print(
         f"Machine: {cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, {args.threads} torch threads, "
         f"Python {platform.python_version()}"
@@ -225,10 +238,10 @@ def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.
             f"{args.minutes * 60 / wall_not:.1f}x ({wall_not:.2f} s)",
         )
     )
-    wall_class, _ = mss("separate", str(track_path), *common, "--class", "trumpet", threads=args.threads)
+    wall_class, _ = mss("separate", str(track_path), *common, "--with-class", "trumpet", threads=args.threads)
     rows.append(
         (
-            "  the same with --class trumpet (the baseline's mask averaged in)",
+            "  the same with --with-class trumpet (the baseline's mask averaged in)",
             f"{args.minutes * 60 / wall_class:.1f}x ({wall_class:.2f} s)",
         )
     )
@@ -238,7 +251,7 @@ def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.
     )
     copies = [track_path] + [tmp_path / f"copy{i}.wav" for i in range(1, args.batch_files)]
     for c in copies[1:]:
-        c.symlink_to(track_path)
+        os.link(track_path, c)  # a hard link: a symlink would be the same input, separated once
     batch_wall, _ = mss("separate", *map(str, copies), *common, threads=args.threads)
     rows.append(
         (
@@ -293,6 +306,72 @@ def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.
                     (f"{peer} (random weights, model only, RTF)", f"{rtf:.1f}x; mss is {ours / rtf:.1f}x faster")
                 )
     return rows
+
+
+def target_rows(tmp_path: Path, track_path: Path, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Three targets (two profiles and a class) in one run against three runs of one target each:
+    one decode, one start-up, each model loaded once and one STFT, against three of each."""
+    for instrument in ("trumpet", "bass"):
+        likes = sorted(str(p) for p in (EXAMPLES / "clips").glob(f"{instrument}_*.flac"))
+        profile = str(tmp_path / f"{instrument}.safetensors")
+        mss("embed", "--like", *likes, "-o", profile, "--overwrite", "--device", "cpu", "-q", threads=args.threads)
+    targets = [
+        ["--profile", str(tmp_path / "trumpet.safetensors")],
+        ["--profile", str(tmp_path / "bass.safetensors")],
+        ["--class", "drums"],
+    ]
+    common = [str(track_path), "--device", "cpu", "--quiet", "--overwrite", "-o", str(tmp_path / "out-targets")]
+    mss("separate", *common, *targets[0], threads=args.threads)  # warm the caches
+    one = float(np.median([mss("separate", *common, *sum(targets, []), threads=args.threads)[0] for _ in range(3)]))
+    each = [
+        float(np.median([mss("separate", *common, *t, threads=args.threads)[0] for _ in range(3)])) for t in targets
+    ]
+    return [
+        (
+            f"3 targets (2 profiles, a class) of a {args.minutes:g}-min track in one run, vs 3 runs (median of 3)",
+            f"{one:.2f} s vs {sum(each):.2f} s ({' + '.join(f'{e:.2f}' for e in each)}): {one / sum(each):.0%}",
+        )
+    ]
+
+
+def thread_rows(tmp_path: Path, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The --threads and --jobs defaults against torch's (all cores, one file at a time), on a
+    quiet machine and on one whose every core another process keeps busy: one track, and a batch."""
+    from mss_cli.batch import cpu_count
+
+    cores = cpu_count()
+    track = make_track(tmp_path / "threads.wav", 60.0)
+    batch = [track] + [tmp_path / f"threads{i}.wav" for i in range(1, 8)]
+    for c in batch[1:]:
+        c.unlink(missing_ok=True)
+        os.link(track, c)  # a hard link: a symlink would be the same input, separated once
+    like = ["--like", *sorted(str(p) for p in (EXAMPLES / "clips").glob("trumpet_*.flac"))]
+    common = [*like, "--device", "cpu", "--quiet", "--overwrite", "-o", str(tmp_path / "out-threads")]
+    settings = {
+        f"torch's: {cores} threads, 1 job": ["--threads", str(cores), "--jobs", "1"],
+        "mss's (--threads 0 --jobs 0)": [],
+        "1 thread, 1 job": ["--threads", "1", "--jobs", "1"],
+    }
+    rows = []
+    for load in ("quiet", "busy"):
+        burners = [] if load == "quiet" else [busy_process() for _ in range(cores)]
+        try:
+            time.sleep(0 if load == "quiet" else 60)  # the load average the default reads catches up
+            for name, extra in settings.items():
+                one = float(
+                    np.median([mss("separate", str(track), *common, *extra, threads=None)[0] for _ in range(2)])
+                )
+                many, _ = mss("separate", *map(str, batch), *common, *extra, threads=None)
+                rows.append((f"{load} machine, {name}: 1-min track; 8 such tracks", f"{one:.2f} s; {many:.2f} s"))
+        finally:
+            for proc in burners:
+                proc.kill()
+    return rows
+
+
+def busy_process() -> subprocess.Popen:
+    """A process that keeps one core busy (another user's work) until killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 if __name__ == "__main__":

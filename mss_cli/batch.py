@@ -5,6 +5,7 @@ pool that separates them and reports each as it finishes."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -84,16 +85,45 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads() -> int:
-    """The CPU threads a run takes by default: its cores less what other processes keep busy (the
-    1-minute load average), at least 1. OpenMP threads wait for each other at every layer, so one
-    thread on a core that is busy elsewhere stalls them all (`experiments/threads-and-jobs.md`)."""
-    cores = cpu_count()
+def _cpu_ticks() -> tuple[int, int] | None:
+    """The whole machine's (busy, all) CPU time in clock ticks since boot, from /proc/stat (Linux)."""
     try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy, busy + idle
+
+
+class IdleMeter:
+    """How many cores other processes leave idle, measured over a stretch of this process's own
+    work (its start-up: importing torch, loading the model), with its own CPU time taken out. The
+    load average would not do: it counts the previous run of a shell loop for a minute after."""
+
+    def __init__(self) -> None:
+        self.start = (_cpu_ticks(), time.monotonic(), time.process_time())
+
+    def idle_cores(self) -> float | None:
+        """Cores not busy with other processes since this meter was made; None where unknown."""
+        ticks, wall, own = self.start
+        now = _cpu_ticks()
+        seconds = time.monotonic() - wall
+        if ticks is None or now is None or seconds < 0.2:
+            return None
+        per_second = os.sysconf("SC_CLK_TCK")
+        others = max(0.0, ((now[0] - ticks[0]) / per_second - (time.process_time() - own)) / seconds)
+        return cpu_count() - others
+
+
+def default_threads(meter: IdleMeter | None = None) -> int:
+    """The CPU threads a run takes by default: its cores less those other processes keep busy
+    (``IdleMeter``), at least 1. OpenMP threads wait for each other at every layer, so a thread on
+    a core that is busy elsewhere stalls them all (`experiments/threads-and-jobs.md`)."""
+    cores = cpu_count()
+    idle = meter.idle_cores() if meter is not None else None
+    return cores if idle is None else max(1, min(cores, int(idle + 0.5)))
 
 
 def available_memory() -> int | None:

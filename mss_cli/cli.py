@@ -118,13 +118,13 @@ def separate(
     baseline: Path | None = typer.Option(None, "--baseline", help="Class model file."),
 ) -> None:
     """Separate the instruments shown by --like, --target, --profile or --class from each INPUT, and the rest."""
-    from mss_cli.batch import default_jobs, default_threads, plan_batch, run_batch
+    from mss_cli.batch import IdleMeter, default_jobs, default_threads, plan_batch, run_batch
     from mss_cli.device import check_precision
     from mss_cli.inputs import STDIN, Naming, check_template, expand_inputs, parse_shard, shard
     from mss_cli.progress import make_progress
     from mss_cli.targets import residual_name, specs_from_options, stem_names
 
-    to_stdout = out == "-"
+    meter, to_stdout = IdleMeter(), out == "-"
     unreadable: list[str] = []
     files = shard(expand_inputs(inputs, None if to_stdout else Path(out), unreadable), parse_shard(shard_spec))
     for folder in unreadable:  # said even with --quiet: files the user asked for are left out
@@ -167,7 +167,6 @@ def separate(
 
     from mss_cli.api import Separator, set_threads
 
-    threads = threads or default_threads()
     started = time.time()
     separator = Separator(
         weights,
@@ -180,6 +179,7 @@ def separate(
         shifts=shifts,
     )
     cpu = separator.device == "cpu"
+    threads = threads or default_threads(meter)  # measured over the start-up: torch and the model loading
     jobs = jobs or default_jobs(len(batch.plans), threads, cpu)
     set_threads(max(1, threads // jobs) if cpu else threads)
     for spec in specs:
@@ -347,11 +347,13 @@ def evaluate_command(
     from mss_cli import evaluate as ev
     from mss_cli import report
     from mss_cli.api import open_model, set_threads
-    from mss_cli.batch import default_threads
+    from mss_cli.batch import IdleMeter, default_threads
 
     report.check_outputs(out, overwrite)  # before the slow part
-    set_threads(threads or default_threads())
-    cases = ev.evaluate_folder(open_model(weights, "cpu"), folder, progress=say)
+    meter = IdleMeter()
+    model = open_model(weights, "cpu")
+    set_threads(threads or default_threads(meter))
+    cases = ev.evaluate_folder(model, folder, progress=say)
     print(report.save(cases, out, recorded_command("mss")))
 
 

@@ -62,3 +62,29 @@ def test_mss_eval_without_the_eval_extra_says_which_to_install(capsys, monkeypat
     assert caught.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "mss: error: this needs the [eval] extra" in err
+
+
+def test_the_research_code_uses_the_library_not_the_cli():
+    """mss_research builds on mss_cli's library modules; the CLI is the product's shell only."""
+    research = PRODUCT.parent / "mss_research"
+    offenders = {
+        str(path.relative_to(research.parent)): m
+        for path in research.rglob("*.py")
+        for m in imported_modules(path)
+        if m == "mss_cli.cli"
+    }
+    assert offenders == {}
+
+
+def test_the_cli_is_a_thin_shell():
+    """Option declarations and calls: the batch plan, the worker pool, model and conditioning
+    set-up live in the library (batch.py, api.py), where Python callers have them too."""
+    lines = (PRODUCT / "cli.py").read_text().count("\n")
+    assert lines < 400, f"mss_cli/cli.py has {lines} lines"
+
+
+def test_research_data_and_scripts_are_outside_the_product():
+    """The product ships no soundfont lists or General MIDI programs, and no lent-machine scripts."""
+    product_text = "\n".join(p.read_text() for p in PRODUCT.glob("*.json"))
+    assert "soundfont" not in product_text.lower() and "programs" not in product_text
+    assert not list((PRODUCT.parent / "mss_research").rglob("*.sh"))
