@@ -292,11 +292,11 @@ def resolve_subtype(fmt: str, bit_depth: str | None, input_subtype: str) -> str 
     table = FORMATS[fmt].subtypes
     if table is None:
         if bit_depth:
-            raise UsageError(f"--bit-depth does not apply to {fmt} (a compressed format)")
+            raise UsageError(f"bit depth {bit_depth}: {fmt} has none (a compressed format)")
         return None
     if bit_depth:
         if bit_depth not in table:
-            raise UsageError(f"--bit-depth {bit_depth} is not available for {fmt} (choose {', '.join(table)})")
+            raise UsageError(f"bit depth {bit_depth}: not available for {fmt} (choose {', '.join(table)})")
         return table[bit_depth]
     return input_subtype if input_subtype in table.values() else table["16"]
 

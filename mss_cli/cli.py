@@ -101,14 +101,7 @@ def separate(
     precision: str = typer.Option("auto", "--precision", help="auto, fp32 or bf16."),
     shifts: int = typer.Option(1, "--shifts", min=1, max=16, help="Time-shifted passes."),
     threads: int = typer.Option(0, "--threads", min=0, max=1024, help="CPU threads (0: idle cores)."),
-    jobs: int = typer.Option(
-        0,
-        "--jobs",
-        "-j",
-        min=0,
-        max=64,
-        help="Files at once (0: auto).",
-    ),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0, max=64, help="Files at once (0: auto)."),
     shard_spec: str | None = typer.Option(None, "--shard", metavar="I/N", help="Only the I-th of N slices."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip inputs already done."),
@@ -168,16 +161,8 @@ def separate(
     from mss_cli.api import Separator, set_threads
 
     started = time.time()
-    separator = Separator(
-        weights,
-        device,
-        precision,
-        baseline=baseline,
-        chunk_seconds=chunk,
-        overlap=overlap,
-        batch_size=batch_size,
-        shifts=shifts,
-    )
+    options = {"chunk_seconds": chunk, "overlap": overlap, "batch_size": batch_size, "shifts": shifts}
+    separator = Separator(weights, device, precision, baseline=baseline, **options)
     cpu = separator.device == "cpu"
     threads = threads or default_threads(meter)  # measured over the start-up: torch and the model loading
     jobs = jobs or default_jobs(len(batch.plans), threads, cpu)
@@ -187,12 +172,8 @@ def separate(
     if not quiet and not as_json:
         ready = f"ready in {time.time() - started:.1f} s on {separator.device}"
         say(f"mss: {separator.describe()}; {ready}; residual: {residual_name(names)}")
-    write = {
-        "fmt": fmt.value,
-        "bit_depth": bit_depth.value if bit_depth else None,
-        "mp3_bitrate": mp3_bitrate,
-        "overwrite": overwrite,
-    }
+    depth = bit_depth.value if bit_depth else None
+    write = {"fmt": fmt.value, "bit_depth": depth, "mp3_bitrate": mp3_bitrate, "overwrite": overwrite}
     plans, finished = batch.plans, []
 
     def written_one(w) -> None:

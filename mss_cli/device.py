@@ -19,7 +19,7 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def pick_device(name: str = "auto") -> str:
     """Validate a --device value and resolve it to a torch device string that exists here."""
     if not DEVICE_PATTERN.match(name):
-        raise UsageError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps")
+        raise UsageError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
     import torch
 
     mps = getattr(torch.backends, "mps", None)
@@ -28,12 +28,12 @@ def pick_device(name: str = "auto") -> str:
         return "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: CUDA is not available on this machine")
+            raise UsageError(f"device {name!r}: CUDA is not available on this machine")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) found")
+            raise UsageError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) found")
     if name == "mps" and not has_mps:
-        raise UsageError("--device mps: MPS is not available on this machine")
+        raise UsageError("device 'mps': MPS is not available on this machine")
     return name
 
 
@@ -43,7 +43,7 @@ PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
 def check_precision(precision: str) -> Precision:
     """A --precision value, validated (a usage error otherwise)."""
     if precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+        raise UsageError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     return cast(Precision, precision)
 
 
