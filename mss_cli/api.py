@@ -118,14 +118,15 @@ class Separator:
         class_name: str | None = None,
         with_class: str | None = None,
         suppress: bool = True,
+        adapt: bool = False,
         sample_rate: int | None = None,
     ) -> str:
         """Add a target from example clips (``like``, with optional ``not_`` clips of what not to
         keep; files, or arrays at ``sample_rate``), a ``profile`` (a name or a path) or a
-        ``class_name``; returns its stem's name (``name``, or one ``TargetSpec`` derives)."""
-        return self.add_spec(
-            TargetSpec(name, like, not_, profile, class_name, with_class, suppress), sample_rate=sample_rate
-        )
+        ``class_name``; returns its stem's name (``name``, or one ``TargetSpec`` derives).
+        ``adapt``: tune the clips' vector on mixtures of them (``mss_cli.adapt``; a few seconds)."""
+        spec = TargetSpec(name, like, not_, profile, class_name, with_class, suppress, adapt)
+        return self.add_spec(spec, sample_rate=sample_rate)
 
     def add_spec(self, spec: TargetSpec, sample_rate: int | None = None) -> str:
         """``add`` for a ``TargetSpec`` already made (the CLI plans its runs from these)."""
@@ -147,6 +148,10 @@ class Separator:
                 cond = load_profile(profile_path(spec.profile), model)
             else:
                 cond = condition(model, spec.like, spec.not_, sample_rate)
+                if spec.adapt:
+                    from mss_cli.adapt import adapt
+
+                    cond = adapt(model, cond, spec.like, spec.not_, sample_rate=sample_rate)
             if spec.with_class:
                 partner = class_partner(model, self.class_model, spec.with_class)
         if not spec.suppress:
@@ -175,6 +180,7 @@ class Separator:
                 + (" (suppressed)" if t.cond.unwanted is not None else "")
             )
             partner = ", averaged with the class-conditioned model" if t.partner is not None else ""
+            partner += f", adapted ({t.cond.adapted_steps} steps)" if t.cond.adapted_steps else ""
             parts.append(f"{t.name}: {source}{partner}")
         return "; ".join(parts)
 

@@ -62,6 +62,8 @@ class Conditioning:
     # (groups, cond_dim): one unwanted instrument per group of similar negative clips, whose mask the
     # separator takes out of the target's (``unwanted_vectors``); None: the negatives only steer.
     unwanted: torch.Tensor | None = None
+    # Adam steps the vector was tuned for on mixtures of its own clips (``adapt``; 0: as embedded).
+    adapted_steps: int = 0
 
 
 def clip_label(clip: Clip, index: int) -> str:
@@ -295,6 +297,7 @@ def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) 
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "positives": json.dumps([Path(p).name for p in cond.positives]),
         "negatives": json.dumps([Path(p).name for p in cond.negatives]),
+        "adapted_steps": str(cond.adapted_steps),
     }
     tensors = {"conditioning": cond.vector.float().contiguous()}
     if cond.unwanted is not None:
@@ -365,4 +368,6 @@ def load_profile(path: str | Path, model) -> Conditioning:
             f"{path}: profile suppression vectors have shape {tuple(unwanted.shape)}, expected "
             f"(1 to {len(negatives)}, {model.config.cond_dim})"
         )
-    return Conditioning(vector, meta["model_id"], json.loads(meta.get("positives", "[]")), negatives, unwanted)
+    steps = meta.get("adapted_steps", "0")
+    adapted = int(steps) if steps.isdigit() else 0
+    return Conditioning(vector, meta["model_id"], json.loads(meta.get("positives", "[]")), negatives, unwanted, adapted)

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 EPS = 1e-9
 
@@ -26,3 +31,14 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 def snr_db(a: np.ndarray, b: np.ndarray) -> float:
     """Agreement of two signals (e.g. chunked vs whole-track output): SDR of b against a."""
     return sdr(a, b)
+
+
+def negative_sdr(target: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """-SDR per example (dB), the training loss (and test-time adaptation's): the evaluation metric
+    itself. Unlike a magnitude L1 it weighs quiet and loud targets alike, so 'output silence'
+    (SDR 0 dB) is not a comfortable minimum."""
+    import torch
+
+    error = ((target - estimate) ** 2).sum(dim=-1)
+    energy = (target**2).sum(dim=-1)
+    return 10 * torch.log10(error + eps) - 10 * torch.log10(energy + eps)

@@ -46,6 +46,7 @@ def profile_row(path: Path) -> dict:
         "created": meta.get("created", ""),
         "positives": json.loads(meta.get("positives", "[]")),
         "negatives": json.loads(meta.get("negatives", "[]")),
+        "adapted_steps": int(steps) if (steps := meta.get("adapted_steps", "0")).isdigit() else 0,
     }
 
 

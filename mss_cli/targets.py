@@ -47,7 +47,8 @@ class TargetSpec:
     """What one target is made from, before any model loads: example clips (files or arrays), a
     profile, or a class of the class-conditioned model; ``with_class`` averages a clip or profile
     target with that model's separation of the class; ``suppress=False`` keeps the negatives'
-    steering but not their suppression passes."""
+    steering but not their suppression passes; ``adapt`` tunes the vector on mixtures of the clips
+    (``mss_cli.adapt``)."""
 
     name: str | None = None
     like: tuple[str | os.PathLike | np.ndarray, ...] = ()
@@ -56,6 +57,7 @@ class TargetSpec:
     class_name: str | None = None
     with_class: str | None = None
     suppress: bool = True
+    adapt: bool = False
 
     def __post_init__(self) -> None:
         for what in ("like", "not_"):
@@ -71,6 +73,8 @@ class TargetSpec:
             raise UsageError("a target is made from exactly one of: like (example clips), profile, class_name")
         if self.not_ and not self.like:
             raise UsageError("not_ (clips of what not to keep) goes with like clips: a profile holds its own")
+        if self.adapt and not self.not_:
+            raise UsageError("adapting a target (adapt / --adapt) needs its like clips and not_ clips")
         if self.with_class and self.class_name is not None:
             raise UsageError("with_class averages a like or profile target with a class: give like or profile")
         if self.name is not None:
@@ -101,6 +105,7 @@ def specs_from_options(
     with_class: str | None,
     name: str | None,
     suppress: bool,
+    adapt: bool = False,
 ) -> list[TargetSpec]:
     """The run's targets from its options, checked before anything loads: --like (one target),
     --target NAME=CLIPS, --profile and --class (each repeatable); --not goes with every clip target."""
@@ -115,7 +120,13 @@ def specs_from_options(
             raise UsageError(f"--target {item}: expected NAME=CLIP (e.g. guitar=clips/guitar_*.wav)")
         clip_sets.setdefault(key, []).append(clip)
     specs = [
-        TargetSpec(key, tuple(expand_examples(clips, "--target" if key else "--like")), negatives, suppress=suppress)
+        TargetSpec(
+            key,
+            tuple(expand_examples(clips, "--target" if key else "--like")),
+            negatives,
+            suppress=suppress,
+            adapt=adapt,
+        )
         for key, clips in clip_sets.items()
     ]
     for value in profiles:

@@ -24,7 +24,7 @@ from mss_cli.audio import SAMPLE_RATE
 from mss_cli.device import autocast_dtype
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import write_atomically
-from mss_cli.metrics import sdr
+from mss_cli.metrics import negative_sdr, sdr
 from mss_cli.model import ConditionedUNet, ModelConfig
 from mss_research.config import TrainConfig
 from mss_research.data.episodes import Episode, EpisodeSampler, collate
@@ -114,14 +114,6 @@ def example_contrast(
     same = (class_id[:, None] == clip_class[None, :]).float()
     log_prob = logits.log_softmax(dim=1)
     return (-(log_prob * same).sum(dim=1) / same.sum(dim=1)).mean()
-
-
-def negative_sdr(target: torch.Tensor, estimate: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """-SDR per example (dB), the evaluation metric itself. Unlike a magnitude L1 it weighs quiet
-    and loud targets alike, so 'output silence' (SDR 0 dB) is not a comfortable minimum."""
-    error = ((target - estimate) ** 2).sum(dim=-1)
-    energy = (target**2).sum(dim=-1)
-    return 10 * torch.log10(error + eps) - 10 * torch.log10(energy + eps)
 
 
 def _distributed() -> tuple[int, int]:

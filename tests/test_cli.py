@@ -338,7 +338,7 @@ def test_unquoted_globs_give_several_examples():
         (["song.wav", "--like", "like_1.wav", "--device", "tpu"], 2, ["device 'tpu'"]),
         (["song.wav", "--like", "like_1.wav", "--shard", "3/2"], 2, ["--shard"]),
         (["song.wav", "--like", "like_1.wav", "--filename", "{track}.{ext}"], 2, ["{stem}"]),
-        (["song.wav", "--like", "like_1.wav", "--format", "mp3", "--bit-depth", "24"], 2, ["bit depth 24: mp3 has none"]),
+        (["song.wav", "--like", "like_1.wav", "--format", "mp3", "--bit-depth", "24"], 2, ["bit depth 24: mp3"]),
         (["song.wav", "--like", "like_1.wav", "--profile", "x"], 2, ["--profile"]),
         (["missing.wav", "--like", "like_1.wav"], 1, ["missing.wav", "not found"]),
     ],

@@ -159,3 +159,35 @@ def test_the_separator_object_on_arrays(tmp_path, tiny_weights, tiny_classcond_w
         Separator(tiny_weights, device="cpu", threads=0)
     with pytest.raises(UsageError, match="no targets"):
         Separator(tiny_weights, device="cpu").separate(audio, 48000)
+
+
+def test_adapting_tunes_the_vector_on_mixtures_of_the_clips(capsys, workdir, tiny_weights):
+    """Test-time adaptation lowers the -SDR of mixtures made from the target's own clips, moves
+    only the vector (the model is untouched), and a profile keeps the tuned vector."""
+    import random
+
+    import torch
+
+    from mss_cli.adapt import mixtures, separated, tune_vector
+    from mss_cli.metrics import negative_sdr
+    from mss_cli.weights import load_model
+
+    model = load_model(tiny_weights)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    targets = [tone(1.0, freq=220, channels=1, seed=s)[:, 0] for s in (1, 2)]
+    others = [tone(1.0, freq=660, channels=1, seed=s)[:, 0] for s in (3, 4)]
+    vector = torch.randn(model.config.cond_dim)
+    tuned = tune_vector(model, vector, targets, others, steps=30, lr=0.05)
+    mixed, chosen = (torch.from_numpy(a) for a in mixtures(targets, others, 8, random.Random(9)))
+    with torch.no_grad():
+        loss = [float(negative_sdr(chosen, separated(model, v, mixed)).mean()) for v in (vector, tuned)]
+    assert loss[1] < loss[0] - 0.1, loss  # a tiny random model moves little, but it moves
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())  # frozen only while tuning
+    w = ("--weights", str(tiny_weights), "--quiet")
+    code, _, err = run(capsys, "embed", "--like", "like_1.wav", "--adapt", "-o", "plain", *w)
+    assert code == 2 and "needs its like clips and not_ clips" in err
+    assert run(capsys, "embed", "--like", "like_1.wav", "--not", "not_1.wav", "--adapt", "-o", "tuned", *w)[0] == 0
+    code, out, _ = run(capsys, "profiles", "show", "tuned", "--json")
+    assert json.loads(out)["adapted_steps"] == 20
+    assert run(capsys, "separate", "song.wav", "--profile", "tuned", "--weights", str(tiny_weights), "-q")[0] == 0
