@@ -72,8 +72,8 @@ def separate(
     grouped: list[str] = typer.Option(
         [], "--target", "-t", metavar="NAME=CLIP...", help="A named target's clips (repeatable)."
     ),
-    profiles: list[str] = typer.Option([], "--profile", "-p", help="A profile (mss embed) as target (repeatable)."),
-    classes: list[str] = typer.Option([], "--class", help="A class as target (repeatable; mss info lists them)."),
+    profiles: list[str] = typer.Option([], "--profile", "-p", metavar="NAME", help="A profile as target (repeatable)."),
+    classes: list[str] = typer.Option([], "--class", metavar="CLASS", help="A class as target (repeatable; mss info)."),
     with_class: str | None = typer.Option(
         None,
         "--with-class",
