@@ -113,7 +113,7 @@ def separate(
 ) -> None:
     """Separate the instruments shown by --like, --target, --profile or --class from each INPUT, and the rest."""
     from mss_cli.batch import IdleMeter, default_jobs, default_threads, plan_batch, run_batch
-    from mss_cli.device import check_precision
+    from mss_cli.device import check_device, check_precision
     from mss_cli.inputs import STDIN, Naming, check_template, expand_inputs, parse_shard, shard
     from mss_cli.progress import make_progress
     from mss_cli.targets import residual_name, specs_from_options, stem_names
@@ -135,6 +135,7 @@ def separate(
         raise UsageError("--skip-existing and --overwrite contradict each other: choose one")
     check_template(filename)
     check_precision(precision)
+    check_device(device)
     if bit_depth:
         from mss_cli.audio import resolve_subtype
 

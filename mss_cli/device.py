@@ -16,10 +16,16 @@ Precision = Literal["auto", "fp32", "bf16"]
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def pick_device(name: str = "auto") -> str:
-    """Validate a --device value and resolve it to a torch device string that exists here."""
+def check_device(name: str) -> str:
+    """A device name as written (torch-free, so a bad one is refused before anything loads)."""
     if not DEVICE_PATTERN.match(name):
         raise UsageError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
+def pick_device(name: str = "auto") -> str:
+    """Validate a device name and resolve it to a torch device string that exists here."""
+    check_device(name)
     import torch
 
     mps = getattr(torch.backends, "mps", None)
