@@ -11,7 +11,7 @@ result and an album pays for it once (`experiments/test-time-adaptation.md`).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -71,9 +71,11 @@ def tune_vector(
     steps: int = STEPS,
     lr: float = LEARNING_RATE,
     seed: int = 0,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """``vector`` (cond_dim,) after ``steps`` Adam steps on ``mixtures`` of ``targets`` over ``others``
-    (mono pieces at the model's rate, all one length); the model's weights do not move."""
+    (mono pieces at the model's rate, all one length); the model's weights do not move.
+    ``on_step(step, vector)`` sees the vector after each step (1 to ``steps``)."""
     import torch
 
     rng = random.Random(seed)
@@ -85,12 +87,14 @@ def tune_vector(
         p.requires_grad_(False)
     try:
         with torch.enable_grad():
-            for _ in range(steps):
+            for step in range(1, steps + 1):
                 mixed, chosen = (torch.from_numpy(a).to(model.device) for a in mixtures(targets, others, BATCH, rng))
                 loss = negative_sdr(chosen, separated(model, base + delta, mixed)).mean()
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
+                if on_step is not None:
+                    on_step(step, (base + delta).detach())
     finally:
         for p in frozen:
             p.requires_grad_(True)

@@ -74,12 +74,11 @@ class Separator:
         batch_size: int = 1,
         shifts: int = 1,
     ) -> None:
-        from mss_cli.device import check_precision, pick_device
+        from mss_cli.device import pick_device
 
-        self.options = SeparationOptions(
+        self.options = SeparationOptions(  # validates every argument of its own, precision included
             chunk_seconds=chunk_seconds, overlap=overlap, batch_size=batch_size, precision=precision, shifts=shifts
         )
-        check_precision(precision)
         set_threads(threads)
         self.device = pick_device(device)
         self.weights, self.baseline = weights, baseline

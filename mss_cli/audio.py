@@ -14,7 +14,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -510,13 +510,27 @@ def stdout_writer(info: AudioInfo, fmt: str, subtype: str | None, mp3_bitrate: i
     return EncodedStreamWriter(info.sample_rate, info.channels, fmt, subtype, mp3_bitrate)
 
 
+def array_blocks(frames: np.ndarray, what: str = "audio") -> Iterator[np.ndarray]:
+    """Samples in memory (frames, channels) in blocks, each checked as a file's blocks are."""
+    for start in range(0, frames.shape[0], BLOCK):
+        block = frames[start : start + BLOCK]
+        check_samples(block, what)
+        yield block
+
+
+def mono_blocks(blocks: Iterable[np.ndarray], rate: int, sample_rate: int) -> Iterator[np.ndarray]:
+    """(frames, channels) blocks at ``rate`` -> mono float32 blocks at ``sample_rate`` (example
+    clips are embedded in mono)."""
+    resample = Resampler(rate, sample_rate, 1)
+    for block in blocks:
+        yield resample(block.mean(axis=1, keepdims=True))[:, 0]
+    yield resample(np.zeros((0, 1), np.float32), last=True)[:, 0]
+
+
 def read_mono(path: str | Path, sample_rate: int) -> Iterator[np.ndarray]:
-    """Mono float32 blocks at ``sample_rate`` (used for example clips, which are embedded in mono)."""
+    """A file's mono float32 blocks at ``sample_rate``."""
     with AudioReader(path) as reader:
-        resample = Resampler(reader.info.sample_rate, sample_rate, 1)
-        for block in reader.blocks():
-            yield resample(block.mean(axis=1, keepdims=True))[:, 0]
-        yield resample(np.zeros((0, 1), np.float32), last=True)[:, 0]
+        yield from mono_blocks(reader.blocks(), reader.info.sample_rate, sample_rate)
 
 
 def is_audio_file(path: Path) -> bool:

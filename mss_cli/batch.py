@@ -58,23 +58,26 @@ def plan_batch(files: Sequence[str], stems: Sequence[str], naming: Naming | None
         except MssError as exc:
             batch.plans.append(Plan(f, None, str(exc)))
             continue
-        replaced = next((sources[p.resolve()] for p in paths.values() if p.resolve() in sources), None)
-        if replaced:
+        resolved = [p.resolve() for p in paths.values()]
+        if replaced := _owner(sources, resolved):
             problem = f"{f}: its output would replace the input {replaced} (change --filename or -o)"
             batch.plans.append(Plan(f, None, problem))
             continue
         if skip_existing and all(p.exists() for p in paths.values()):
             batch.skipped += 1
             continue
-        clash = next((claimed[p.resolve()] for p in paths.values() if p.resolve() in claimed), None)
-        if clash:
+        if clash := _owner(claimed, resolved):
             problem = f"{f}: its output name collides with that of {clash} (add {{parent}} to --filename)"
             batch.plans.append(Plan(f, None, problem))
             continue
-        for p in paths.values():
-            claimed[p.resolve()] = f
+        claimed.update(dict.fromkeys(resolved, f))
         batch.plans.append(Plan(f, paths))
     return batch
+
+
+def _owner(owners: dict[Path, str], paths: list[Path]) -> str | None:
+    """The input that already owns one of ``paths`` (as that input's file, or one of its outputs)."""
+    return next((owners[p] for p in paths if p in owners), None)
 
 
 def cpu_count() -> int:

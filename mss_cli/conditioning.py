@@ -73,18 +73,15 @@ def clip_label(clip: Clip, index: int) -> str:
 
 def _mono(clip: Clip, sample_rate: int, clip_rate: int | None) -> Iterator[np.ndarray]:
     """A clip's mono float32 blocks at ``sample_rate``, decoded from its file or taken from its array."""
-    from mss_cli.audio import BLOCK, Resampler, as_float_frames, read_mono
+    from mss_cli.audio import array_blocks, as_float_frames, mono_blocks, read_mono
 
     if not isinstance(clip, np.ndarray):
         yield from read_mono(clip, sample_rate)
         return
     if clip_rate is None:
         raise MssError("an example clip given as an array needs its sample_rate")
-    mono = as_float_frames(clip, "an example clip").mean(axis=1, keepdims=True)
-    resample = Resampler(clip_rate, sample_rate, 1)
-    for start in range(0, mono.shape[0], BLOCK):
-        yield resample(mono[start : start + BLOCK])[:, 0]
-    yield resample(np.zeros((0, 1), np.float32), last=True)[:, 0]
+    what = "an example clip"
+    yield from mono_blocks(array_blocks(as_float_frames(clip, what), what), clip_rate, sample_rate)
 
 
 def _windows(clip: Clip, sample_rate: int, clip_rate: int | None = None) -> Iterator[np.ndarray]:
@@ -326,6 +323,13 @@ def profile_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def profile_adapted_steps(meta: dict[str, str]) -> int:
+    """The steps a profile's vector was adapted for (``adapt``; 0 for a profile made without, or
+    by an mss before adaptation existed)."""
+    steps = meta.get("adapted_steps", "0")
+    return int(steps) if steps.isdigit() else 0
+
+
 def load_profile(path: str | Path, model) -> Conditioning:
     """Read a profile, refusing one made for another model (its vector would be meaningless)."""
     from safetensors import SafetensorError
@@ -368,6 +372,5 @@ def load_profile(path: str | Path, model) -> Conditioning:
             f"{path}: profile suppression vectors have shape {tuple(unwanted.shape)}, expected "
             f"(1 to {len(negatives)}, {model.config.cond_dim})"
         )
-    steps = meta.get("adapted_steps", "0")
-    adapted = int(steps) if steps.isdigit() else 0
-    return Conditioning(vector, meta["model_id"], json.loads(meta.get("positives", "[]")), negatives, unwanted, adapted)
+    positives = json.loads(meta.get("positives", "[]"))
+    return Conditioning(vector, meta["model_id"], positives, negatives, unwanted, profile_adapted_steps(meta))

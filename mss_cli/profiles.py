@@ -36,7 +36,7 @@ def existing_profile(value: str | Path) -> Path:
 
 def profile_row(path: Path) -> dict:
     """What ``mss profiles`` says of one profile (a corrupt one is a ``UsageError``)."""
-    from mss_cli.conditioning import profile_metadata
+    from mss_cli.conditioning import profile_adapted_steps, profile_metadata
 
     meta = profile_metadata(path)
     return {
@@ -46,7 +46,7 @@ def profile_row(path: Path) -> dict:
         "created": meta.get("created", ""),
         "positives": json.loads(meta.get("positives", "[]")),
         "negatives": json.loads(meta.get("negatives", "[]")),
-        "adapted_steps": int(steps) if (steps := meta.get("adapted_steps", "0")).isdigit() else 0,
+        "adapted_steps": profile_adapted_steps(meta),
     }
 
 

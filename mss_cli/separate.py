@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mss_cli.audio import (
-    BLOCK,
     AtomicWriter,
     AudioInfo,
     AudioReader,
     Resampler,
+    array_blocks,
     as_float_frames,
     check_audio,
-    check_samples,
     resolve_subtype,
     stdout_writer,
 )
@@ -191,13 +190,7 @@ def separate_array(
     info = AudioInfo(sample_rate, frames.shape[1], frames.shape[0], "FLOAT")
     check_audio(info, "audio")
 
-    def blocks() -> Iterator[np.ndarray]:
-        for start in range(0, frames.shape[0], BLOCK):
-            block = frames[start : start + BLOCK]
-            check_samples(block, "audio")
-            yield block
-
-    parts = list(separate_blocks(targets, blocks, info, options, "audio"))
+    parts = list(separate_blocks(targets, lambda: array_blocks(frames), info, options, "audio"))
     stems = [np.concatenate([p[0][k] for p in parts]).reshape(shape) for k in range(len(targets))]
     names = [t.name for t in targets]
     out = dict(zip(names, stems))

@@ -107,6 +107,16 @@ def data_sampled(
     print(json.dumps(build_sampled(out, libraries, works, seed, backing, held_out, val_fraction, jobs)))
 
 
+def _numbers(kind: object) -> type | None:
+    """The element type of a list of numbers (given as one comma-separated option), else None."""
+    is_list = typing.get_origin(kind) is list and typing.get_args(kind)[0] is not str
+    return typing.get_args(kind)[0] if is_list else None
+
+
+def _flag(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
 def config_options(config: type) -> tuple[list[inspect.Parameter], dict[str, object]]:
     """One Typer option per field of the dataclass ``config``, from its metadata (``train.opt``):
     the parameters and their annotations. A list of numbers is one comma-separated value; a list
@@ -122,10 +132,9 @@ def config_options(config: type) -> tuple[list[inspect.Parameter], dict[str, obj
             if f.default_factory is not dataclasses.MISSING
             else ...
         )
-        if typing.get_origin(kind) is list and typing.get_args(kind)[0] is not str:
+        if _numbers(kind):
             kind, default = str, ",".join(map(str, default))
-        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
-        option = typer.Option(default, flag, help=meta.get("help"), min=meta.get("min"), max=meta.get("max"))
+        option = typer.Option(default, _flag(f), help=meta.get("help"), min=meta.get("min"), max=meta.get("max"))
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind))
         annotations[f.name] = kind
     return params, annotations
@@ -134,17 +143,15 @@ def config_options(config: type) -> tuple[list[inspect.Parameter], dict[str, obj
 def config_from_options(config: type, values: dict):
     """The dataclass ``config`` from its generated options' values (comma-separated numbers parsed)."""
     hints = typing.get_type_hints(config)
+    fields = {f.name: f for f in dataclasses.fields(config)}
     settings = {}
     for name, value in values.items():
-        kind = hints[name]
-        if typing.get_origin(kind) is list and typing.get_args(kind)[0] is not str:
-            number = typing.get_args(kind)[0]
+        if number := _numbers(hints[name]):
             try:
                 value = [number(v) for v in str(value).split(",")]
             except ValueError:
-                flag = "--" + name.replace("_", "-")
                 what = "whole numbers" if number is int else "numbers"
-                raise UsageError(f"{flag} {value!r}: comma-separated {what}") from None
+                raise UsageError(f"{_flag(fields[name])} {value!r}: comma-separated {what}") from None
         settings[name] = value
     return config(**settings)
 

@@ -151,6 +151,10 @@ def test_the_separator_object_on_arrays(tmp_path, tiny_weights, tiny_classcond_w
     assert np.array_equal(sf.read(tmp_path / "out" / "tone.wav", dtype="float32")[0], stems["tone"])
     with pytest.raises(TypeError, match="a list of clips"):
         Separator(tiny_weights, device="cpu").add(like=tone(1.5, channels=1), sample_rate=44100)
+    broken = tone(1.5, channels=1)
+    broken[100] = np.nan
+    with pytest.raises(UsageError, match="an example clip: contains NaN"):  # checked as a file's samples are
+        Separator(tiny_weights, device="cpu").add(like=[broken], sample_rate=44100)
     with pytest.raises(UsageError, match="exactly one of: like"):
         separator.add(like=["a.wav"], class_name="bass")
     with pytest.raises(UsageError, match="two stems are named 'tone'"):

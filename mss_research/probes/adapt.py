@@ -45,25 +45,20 @@ def adapted_vector(
     positives, others = list(episode.positives[:5]), list(episode.negatives[:5])
     if not check_every:
         return tune_vector(model, cond, positives, others, steps, lr, seed), steps
-    rng = random.Random(seed)
-    held = [torch.from_numpy(a) for a in mixtures(positives[4:5], others, 4, random.Random(seed + 1))]
-    delta = torch.zeros_like(cond, requires_grad=True)
-    optimiser = torch.optim.Adam([delta], lr=lr)
+    held_mix, held_target = (torch.from_numpy(a) for a in mixtures(positives[4:5], others, 4, random.Random(seed + 1)))
 
-    def held_out_loss() -> float:
+    def held_out_loss(vector: torch.Tensor) -> float:
         with torch.no_grad():
-            return float(negative_sdr(held[1], separated(model, cond + delta, held[0])).mean())
+            return float(negative_sdr(held_target, separated(model, vector, held_mix)).mean())
 
-    best, best_step, best_loss = cond.clone(), 0, held_out_loss()
-    for step in range(1, steps + 1):
-        mixed, targets = (torch.from_numpy(a) for a in mixtures(positives[:4], others, 4, rng))
-        loss = negative_sdr(targets, separated(model, cond + delta, mixed)).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if step % check_every == 0 and (value := held_out_loss()) < best_loss:
-            best, best_step, best_loss = (cond + delta).detach().clone(), step, value
-    return best, best_step
+    best = {"vector": cond.clone(), "step": 0, "loss": held_out_loss(cond)}
+
+    def check(step: int, vector: torch.Tensor) -> None:
+        if step % check_every == 0 and (value := held_out_loss(vector)) < best["loss"]:
+            best.update(vector=vector.clone(), step=step, loss=value)
+
+    tune_vector(model, cond, positives[:4], others, steps, lr, seed, on_step=check)
+    return best["vector"], best["step"]
 
 
 def main(argv: list[str] | None = None) -> None:
