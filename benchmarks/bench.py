@@ -1,6 +1,6 @@
 """Speed and memory of mss, and of peers' architectures, on one machine in one run; prints a table.
 
-    python benchmarks/bench.py [--threads 2] [--skip-peers] [--only targets|threads]
+    python benchmarks/bench.py [--threads 2] [--skip-peers] [--only targets|threads|nmf]
 
 All figures come from the same 3-minute 44.1 kHz stereo track (the demo mix, repeated). The peers
 (HTDemucs, Open-Unmix) run with random weights: weights do not change speed. They are optional,
@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--gpu", action="store_true", help="add rows for `--device cuda` (needs a CUDA GPU)")
     parser.add_argument("--gpu-only", action="store_true", help="measure only the GPU rows (on a borrowed GPU machine)")
-    parser.add_argument("--only", choices=("targets", "threads"), help="measure only these CPU rows")
+    parser.add_argument("--only", choices=("targets", "threads", "nmf"), help="measure only these CPU rows")
     args = parser.parse_args()
     clips = sorted(str(p) for p in (EXAMPLES / "clips").glob("trumpet_*.flac"))[:4] + [
         str(EXAMPLES / "clips" / "bass_1.flac")
@@ -203,8 +203,11 @@ def main() -> None:
             rows += target_rows(tmp_path, track_path, args)
         elif args.only == "threads":
             rows += thread_rows(tmp_path, args)
+        elif args.only == "nmf":
+            rows += nmf_rows(tmp_path, track_path, clips, args)
         elif not args.gpu_only:
             rows += cpu_rows(tmp_path, track_path, clips, args)
+            rows += nmf_rows(tmp_path, track_path, clips, args)
             rows += target_rows(tmp_path, track_path, args)
             rows += thread_rows(tmp_path, args)
     print(
@@ -214,6 +217,22 @@ def main() -> None:
     print("\n| measurement | value |\n|---|---|")
     for name, value in rows:
         print(f"| {name} | {value} |")
+
+
+def nmf_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.Namespace) -> list[tuple[str, str]]:
+    """What --nmf costs: the track with 2 --not clips, without and with NMF mixed in (median of 3)."""
+    negatives = sorted(str(p) for p in (EXAMPLES / "clips").glob("bass_*.flac"))[1:3]
+    common = ["--like", *clips, "--not", *negatives, "--device", "cpu", "--quiet", "--overwrite"]
+    rows = []
+    for label, extra in (("without --nmf", []), ("with --nmf", ["--nmf"])):
+        wall, _ = separate_median(track_path, [*common, *extra, "-o", str(tmp_path / "nmf")], threads=args.threads)
+        rows.append(
+            (
+                f"mss separate, {args.minutes:g}-min stereo track, 2 --not clips, {label} (RTF; median of 3)",
+                f"{args.minutes * 60 / wall:.1f}x ({wall:.2f} s)",
+            )
+        )
+    return rows
 
 
 def cpu_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.Namespace) -> list[tuple[str, str]]:

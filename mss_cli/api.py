@@ -118,13 +118,16 @@ class Separator:
         with_class: str | None = None,
         suppress: bool = True,
         adapt: bool = False,
+        nmf: bool = False,
         sample_rate: int | None = None,
     ) -> str:
         """Add a target from example clips (``like``, with optional ``not_`` clips of what not to
         keep; files, or arrays at ``sample_rate``), a ``profile`` (a name or a path) or a
         ``class_name``; returns its stem's name (``name``, or one ``TargetSpec`` derives).
-        ``adapt``: tune the clips' vector on mixtures of them (``mss_cli.adapt``; a few seconds)."""
-        spec = TargetSpec(name, like, not_, profile, class_name, with_class, suppress, adapt)
+        ``adapt``: tune the clips' vector on mixtures of them (``mss_cli.adapt``; a few seconds).
+        ``nmf``: mix in the mask of NMF bases learned from the clips, the network's share chosen on
+        mixtures of them (``mss_cli.nmf``; a few seconds, and more time per chunk)."""
+        spec = TargetSpec(name, like, not_, profile, class_name, with_class, suppress, adapt, nmf)
         return self.add_spec(spec, sample_rate=sample_rate)
 
     def add_spec(self, spec: TargetSpec, sample_rate: int | None = None) -> str:
@@ -151,6 +154,10 @@ class Separator:
                     from mss_cli.adapt import adapt
 
                     cond = adapt(model, cond, spec.like, spec.not_, sample_rate=sample_rate)
+                if spec.nmf:
+                    from mss_cli.nmf import with_nmf
+
+                    cond = with_nmf(model, cond, spec.like, spec.not_, sample_rate=sample_rate)
             if spec.with_class:
                 partner = class_partner(model, self.class_model, spec.with_class)
         if not spec.suppress:
@@ -180,6 +187,7 @@ class Separator:
             )
             partner = ", averaged with the class-conditioned model" if t.partner is not None else ""
             partner += f", adapted ({t.cond.adapted_steps} steps)" if t.cond.adapted_steps else ""
+            partner += f", NMF mixed in ({1 - t.cond.bases.share:.0%})" if t.cond.bases is not None else ""
             parts.append(f"{t.name}: {source}{partner}")
         return "; ".join(parts)
 

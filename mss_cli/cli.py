@@ -87,6 +87,7 @@ def separate(
     ),
     name: str | None = typer.Option(None, "--name", help="Name of a single target's stem."),
     adapt: bool = typer.Option(False, "--adapt", help="Tune clip targets on mixtures of their --like and --not clips."),
+    nmf: bool = typer.Option(False, "--nmf", help="Mix in NMF learned from the --like and --not clips."),
     out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - (stdout)."),
     filename: str = typer.Option(
         "{track}/{stem}.{ext}", "--filename", help="Name template: {track} {stem} {ext} {parent}."
@@ -140,7 +141,7 @@ def separate(
         from mss_cli.audio import resolve_subtype
 
         resolve_subtype(fmt.value, bit_depth.value, "")
-    specs = specs_from_options(like, not_, grouped, profiles, classes, with_class, name, suppress, adapt)
+    specs = specs_from_options(like, not_, grouped, profiles, classes, with_class, name, suppress, adapt, nmf)
     class_only = all(s.class_name is not None for s in specs)
     if class_only and weights and not baseline:
         weights, baseline = None, weights  # --weights names the class model when only classes are asked
@@ -212,6 +213,7 @@ def embed(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing profile."),
     adapt: bool = typer.Option(False, "--adapt", help="Tune the vector on mixtures of the --like and --not clips."),
+    nmf: bool = typer.Option(False, "--nmf", help="Store NMF learned from the --like and --not clips too."),
     device: str = typer.Option("auto", "--device", "-d"),
     weights: Path | None = typer.Option(None, "--weights", help="Model file (default: the shipped model)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
@@ -226,7 +228,7 @@ def embed(
     path = profile_path(out)
     if not overwrite:  # before the model loads (save_profile checks again, for Python callers)
         refuse_to_replace(path, "profile", usage=True)
-    (spec,) = specs_from_options(like, not_, [], [], [], None, None, True, adapt)
+    (spec,) = specs_from_options(like, not_, [], [], [], None, None, True, adapt, nmf)
     separator = Separator(weights, device)
     separator.add_spec(spec)
     cond = separator.targets[0].cond

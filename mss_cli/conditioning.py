@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import torch
 
     from mss_cli.model import ConditionedUNet
+    from mss_cli.nmf import ClipBases
 
 from mss_cli.errors import MssError, UsageError
 from mss_cli.files import refuse_to_replace
@@ -35,9 +36,10 @@ PROFILE_FORMAT = "mss-profile-1"
 # A bound far above any conditioning value the models produce (ReLU outputs of a few units): a
 # profile holding more was corrupted, and would make every output sample NaN.
 MAX_CONDITIONING = 1e4
-MAX_PROFILE_BYTES = 16 << 20  # a profile is a few kB: its vector and a few suppression vectors
+MAX_PROFILE_BYTES = 16 << 20  # a profile is a few kB (its vectors), some 260 kB with NMF bases
 # The profile tensor holding ``Conditioning.unwanted`` (its name in the file format).
 PROFILE_UNWANTED = "suppress"
+PROFILE_BASES = ("nmf_target", "nmf_other")  # NMF bases (``mss_cli.nmf``), when the profile has them
 
 
 # An example clip: a file, or samples in memory ((frames,) or (frames, channels), at ``sample_rate``).
@@ -64,6 +66,8 @@ class Conditioning:
     unwanted: torch.Tensor | None = None
     # Adam steps the vector was tuned for on mixtures of its own clips (``adapt``; 0: as embedded).
     adapted_steps: int = 0
+    # NMF bases learned from the clips, whose mask is mixed into the network's (``mss_cli.nmf``).
+    bases: ClipBases | None = None
 
 
 def clip_label(clip: Clip, index: int) -> str:
@@ -299,6 +303,10 @@ def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) 
     tensors = {"conditioning": cond.vector.float().contiguous()}
     if cond.unwanted is not None:
         tensors[PROFILE_UNWANTED] = cond.unwanted.float().contiguous()
+    if cond.bases is not None:
+        meta["nmf_share"] = str(cond.bases.share)
+        for key, bases in zip(PROFILE_BASES, (cond.bases.target, cond.bases.other)):
+            tensors[key] = bases.float().contiguous()
     return write_safetensors(tensors, path, meta)
 
 
@@ -321,6 +329,36 @@ def profile_metadata(path: str | Path) -> dict[str, str]:
         if not (isinstance(clips, list) and all(isinstance(c, str) for c in clips)):
             raise UsageError(f"{path}: corrupt profile ({key} is not a list of file names)")
     return meta
+
+
+def profile_bases(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str], model) -> ClipBases | None:
+    """A profile's NMF bases and share (``mss_cli.nmf``), checked against the model's transform;
+    None for a profile made without them."""
+    from mss_cli.nmf import ClipBases
+
+    if not any(key in tensors for key in PROFILE_BASES):
+        return None
+    bins = model.config.n_fft // 2 + 1
+    share = profile_nmf_share(path, meta)
+    bases = [tensors.get(key) for key in PROFILE_BASES]
+    if share is None or any(b is None or b.ndim != 2 or b.shape[0] != bins for b in bases):
+        raise UsageError(f"{path}: corrupt profile (NMF bases or share that do not fit the model, {bins} bins)")
+    if any(bool((b < 0).any()) for b in bases):
+        raise UsageError(f"{path}: corrupt profile (negative NMF bases)")
+    return ClipBases(bases[0], bases[1], share)
+
+
+def profile_nmf_share(path: str | Path, meta: dict[str, str]) -> float | None:
+    """The network's share of a profile's mixed mask (``mss_cli.nmf``); None without NMF."""
+    if "nmf_share" not in meta:
+        return None
+    try:
+        share = float(meta["nmf_share"])
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise UsageError(f"{path}: corrupt profile (nmf_share {meta['nmf_share']!r} is not from 0 to 1)")
+    return share
 
 
 def profile_adapted_steps(meta: dict[str, str]) -> int:
@@ -373,4 +411,5 @@ def load_profile(path: str | Path, model) -> Conditioning:
             f"(1 to {len(negatives)}, {model.config.cond_dim})"
         )
     positives = json.loads(meta.get("positives", "[]"))
-    return Conditioning(vector, meta["model_id"], positives, negatives, unwanted, profile_adapted_steps(meta))
+    bases = profile_bases(path, tensors, meta, model)
+    return Conditioning(vector, meta["model_id"], positives, negatives, unwanted, profile_adapted_steps(meta), bases)

@@ -20,6 +20,7 @@ import torch
 from mss_cli.device import Precision, autocast_dtype
 from mss_cli.level import gain_to
 from mss_cli.model import bind_conditioning, check_same_transform, take_out
+from mss_cli.nmf import nmf_mask
 
 if TYPE_CHECKING:
     from mss_cli.targets import Target
@@ -152,7 +153,9 @@ def make_separator(
     A target's ``partner`` (the class-conditioned baseline and a class vector) runs one more pass,
     and the target's mask is the mean of its own (after suppression) and the partner's: a
     two-model ensemble that averages out part of each model's errors
-    (`experiments/average-with-baseline.md`).
+    (`experiments/average-with-baseline.md`). A target's NMF ``bases`` (``Conditioning.bases``) mix
+    the NMF mask they give on the chunk into its mask, ``bases.share`` of it staying the network's
+    (``mss_cli.nmf``).
 
     Several targets: where their masks claim more than the whole of a time-frequency bin (sum over
     1), each is scaled by that sum, so the stems share the bin in proportion to their masks and the
@@ -182,6 +185,7 @@ def make_separator(
             bound(t.model, t.cond.vector),
             [bound(t.model, v) for v in ([] if t.cond.unwanted is None else t.cond.unwanted)],
             None if t.partner is None else bound(t.partner.model, t.partner.vector),
+            t.cond.bases,
         )
         for t in targets
     ]
@@ -207,7 +211,7 @@ def make_separator(
                 return model.mask(features[key], idle[width], shifts)
 
             masks = []
-            for own, unwanted, partner in plans:
+            for own, unwanted, partner, bases in plans:
                 m = mask(*own)
                 if unwanted:
                     most = mask(*unwanted[0])
@@ -215,8 +219,10 @@ def make_separator(
                         most = torch.maximum(most, mask(*other))
                     m = take_out(m, most)
                 if partner is not None:
-                    m = m + mask(*partner)
-                masks.append(m / (1 + (partner is not None)))
+                    m = (m + mask(*partner)) / 2
+                if bases is not None:
+                    m = bases.share * m + (1 - bases.share) * nmf_mask(spec.abs().float(), bases).to(m.dtype)
+                masks.append(m)
             if len(masks) > 1:
                 total = torch.stack(masks).sum(0).clamp_min(1.0)
                 masks = [m / total for m in masks]

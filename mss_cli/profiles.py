@@ -36,7 +36,7 @@ def existing_profile(value: str | Path) -> Path:
 
 def profile_row(path: Path) -> dict:
     """What ``mss profiles`` says of one profile (a corrupt one is a ``UsageError``)."""
-    from mss_cli.conditioning import profile_adapted_steps, profile_metadata
+    from mss_cli.conditioning import profile_adapted_steps, profile_metadata, profile_nmf_share
 
     meta = profile_metadata(path)
     return {
@@ -47,6 +47,7 @@ def profile_row(path: Path) -> dict:
         "positives": json.loads(meta.get("positives", "[]")),
         "negatives": json.loads(meta.get("negatives", "[]")),
         "adapted_steps": profile_adapted_steps(meta),
+        "nmf_share": profile_nmf_share(path, meta),
     }
 
 

@@ -48,7 +48,7 @@ class TargetSpec:
     profile, or a class of the class-conditioned model; ``with_class`` averages a clip or profile
     target with that model's separation of the class; ``suppress=False`` keeps the negatives'
     steering but not their suppression passes; ``adapt`` tunes the vector on mixtures of the clips
-    (``mss_cli.adapt``)."""
+    (``mss_cli.adapt``); ``nmf`` mixes in the mask of NMF bases learned from the clips (``mss_cli.nmf``)."""
 
     name: str | None = None
     like: tuple[str | os.PathLike | np.ndarray, ...] = ()
@@ -58,6 +58,7 @@ class TargetSpec:
     with_class: str | None = None
     suppress: bool = True
     adapt: bool = False
+    nmf: bool = False
 
     def __post_init__(self) -> None:
         for what in ("like", "not_"):
@@ -75,6 +76,10 @@ class TargetSpec:
             raise UsageError("not_ (clips of what not to keep) goes with like clips: a profile holds its own")
         if self.adapt and not self.not_:
             raise UsageError("adapting a target (adapt / --adapt) needs its like clips and not_ clips")
+        if self.nmf and not self.not_:
+            raise UsageError(
+                "NMF mixing (nmf / --nmf) needs like clips and not_ clips: its unwanted bases come from them"
+            )
         if self.with_class and self.class_name is not None:
             raise UsageError("with_class averages a like or profile target with a class: give like or profile")
         if self.name is not None:
@@ -106,6 +111,7 @@ def specs_from_options(
     name: str | None,
     suppress: bool,
     adapt: bool = False,
+    nmf: bool = False,
 ) -> list[TargetSpec]:
     """The run's targets from its options, checked before anything loads: --like (one target),
     --target NAME=CLIPS, --profile and --class (each repeatable); --not goes with every clip target."""
@@ -126,6 +132,7 @@ def specs_from_options(
             negatives,
             suppress=suppress,
             adapt=adapt,
+            nmf=nmf,
         )
         for key, clips in clip_sets.items()
     ]

@@ -29,6 +29,7 @@ from mss_cli.evaluate import bss_sdr
 from mss_cli.level import at_level, level_dbfs
 from mss_cli.metrics import si_sdr
 from mss_cli.model import ModelConfig, Spectrogram
+from mss_cli.nmf import ClipBases, clip_bases, kl_nmf
 from mss_cli.report import Case
 from mss_cli.targets import Target
 from mss_research.data.episodes import Episode, EpisodeSampler
@@ -58,6 +59,7 @@ FEWSHOT_5 = "few-shot, 5 positives"
 FEWSHOT_5_NEG = "few-shot, 5 positives + 5 negatives"
 FEWSHOT_5_SUPPRESSED = "few-shot, 5 positives + 5 suppressed negatives"
 AVERAGED = ", averaged with the baseline"  # the suffix of the methods that --class with --like runs
+NMF_MIXED = FEWSHOT_5_SUPPRESSED + ", NMF mixed in"  # what --nmf runs
 SETTING = f"{SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips"
 # The paired differences the table states: what each use of the examples adds, and the baseline.
 COMPARISONS = (
@@ -70,18 +72,28 @@ COMPARISONS = (
     (FEWSHOT_5_SUPPRESSED + AVERAGED, FEWSHOT_5_SUPPRESSED),
     (FEWSHOT_5, NMF),
     (FEWSHOT_5_SUPPRESSED, NMF),
+    (NMF_MIXED, FEWSHOT_5_SUPPRESSED),
+    (NMF_MIXED, NMF),
 )
 
 
 def fewshot(
-    model, episode: Episode, positives: int, negatives: int, suppressed: bool = False, shifts: int = 1, baseline=None
+    model,
+    episode: Episode,
+    positives: int,
+    negatives: int,
+    suppressed: bool = False,
+    shifts: int = 1,
+    baseline=None,
+    nmf: bool = False,
 ) -> np.ndarray | None:
     """The few-shot model given the episode's first ``positives`` and ``negatives`` clips, on the
     model's device (training validates on the GPU it trains on); ``suppressed``: the negatives'
     own masks are taken out of the target's too, as ``mss separate`` does by default; ``shifts``:
     each mask averaged over that many shifted passes (``ConditionedUNet.mask``); ``baseline``: averaged
     with that class-conditioned model's mask for the target's class (``--class`` with ``--like``),
-    or None where the baseline was not trained on it."""
+    or None where the baseline was not trained on it; ``nmf``: NMF bases learned from the clips mix
+    their mask in, as ``--nmf`` does (``mss_cli.nmf``)."""
     device = model.device
     partner = None if baseline is None else Partner(baseline, target_class_vector(baseline, episode))
     if partner is not None and partner.vector is None:
@@ -98,7 +110,8 @@ def fewshot(
         neg = embed(neg_clips) if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
         unwanted = unwanted_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
-    return separate_episode(model, cond[0], episode, unwanted, shifts, partner)
+    bases = clip_bases(model, list(episode.positives[:positives]), list(neg_clips)) if nmf else None
+    return separate_episode(model, cond[0], episode, unwanted, shifts, partner, bases)
 
 
 def target_class_vector(model, episode: Episode) -> torch.Tensor | None:
@@ -119,11 +132,12 @@ def separate_episode(
     unwanted: torch.Tensor | None = None,
     shifts: int = 1,
     partner: Partner | None = None,
+    bases: ClipBases | None = None,
 ) -> np.ndarray:
     """The episode's mixture through the separator exactly as ``mss separate`` runs it (``cond``:
     the conditioning vector, (cond_dim,))."""
     level = level_dbfs(episode.mixture, model.config.sample_rate)
-    target = Target("target", model, Conditioning(cond, "", [], [], unwanted), partner)
+    target = Target("target", model, Conditioning(cond, "", [], [], unwanted, bases=bases), partner)
     run = make_separator([target], shifts=shifts, level=level)
     return run(torch.from_numpy(episode.mixture)[None])[0, 0].numpy()
 
@@ -146,29 +160,12 @@ def oracle_irm(episode: Episode) -> np.ndarray:
     return _istft(_stft(episode.mixture) * mask, len(episode.mixture))
 
 
-def nmf(v: torch.Tensor, w: torch.Tensor | None, free: int, iters: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """KL-divergence NMF with multiplicative updates; columns of ``w`` given are kept fixed."""
-    gen = torch.Generator().manual_seed(seed)
-    fixed = 0 if w is None else w.shape[1]
-    w_all = torch.rand(v.shape[0], fixed + free, generator=gen, dtype=v.dtype) + 1e-3
-    if w is not None:
-        w_all[:, :fixed] = w
-    h = torch.rand(fixed + free, v.shape[1], generator=gen, dtype=v.dtype) + 1e-3
-    for _ in range(iters):
-        h *= (w_all.T @ (v / (w_all @ h + 1e-9))) / (w_all.sum(0)[:, None] + 1e-9)
-        update = ((v / (w_all @ h + 1e-9)) @ h.T) / (h.sum(1)[None] + 1e-9)
-        update[:, :fixed] = 1.0
-        w_all *= update
-        w_all /= w_all.sum(0, keepdim=True) + 1e-9
-    return w_all, h
-
-
 def nmf_baseline(episode: Episode, positives: int = 5, components: int = 16, iters: int = 60) -> np.ndarray:
     """Bases of the target learned from its example clips; the mixture gets extra free bases."""
     examples = torch.cat([_stft(clip).abs() for clip in episode.positives[:positives]], dim=1).double()
-    w_target, _ = nmf(examples, None, components, iters, seed=0)
+    w_target, _ = kl_nmf(examples, None, components, iters, seed=0)
     mix_spec = _stft(episode.mixture)
-    w, h = nmf(mix_spec.abs().double(), w_target, components, iters, seed=1)
+    w, h = kl_nmf(mix_spec.abs().double(), w_target, components, iters, seed=1)
     target = w[:, :components] @ h[:components]
     mask = (target / (w @ h + 1e-9)).float()
     return _istft(mix_spec * mask, len(episode.mixture))
@@ -255,6 +252,7 @@ def evaluate(
         "few-shot, 10 positives": lambda e: fewshot(model, e, 10, 0),
         FEWSHOT_5_NEG: lambda e: fewshot(model, e, 5, 5),
         FEWSHOT_5_SUPPRESSED: lambda e: fewshot(model, e, 5, 5, suppressed=True),
+        NMF_MIXED: lambda e: fewshot(model, e, 5, 5, suppressed=True, nmf=True),
     }
     if baseline is not None:
         every[BASELINE] = lambda e: classcond(baseline, e)

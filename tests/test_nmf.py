@@ -1,0 +1,105 @@
+"""NMF from the example clips, mixed into the network's mask (``mss_cli.nmf``, ``--nmf``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from conftest import run_mss as run
+
+from mss_cli.api import Separator
+from mss_cli.conditioning import Conditioning, load_profile, save_profile
+from mss_cli.engine import make_separator
+from mss_cli.errors import UsageError
+from mss_cli.nmf import ClipBases, clip_magnitudes, kl_nmf, learn_bases, nmf_mask
+from mss_cli.targets import Target, TargetSpec
+from mss_cli.weights import load_model
+
+
+def sine(freq: float, seconds: float = 1.0, rate: int = 44100) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_fixed_bases_stay_and_free_ones_explain_the_rest():
+    gen = torch.Generator().manual_seed(0)
+    w_true = torch.rand(40, 3, generator=gen, dtype=torch.float64)
+    v = w_true @ torch.rand(3, 50, generator=gen, dtype=torch.float64)
+    fixed = w_true[:, :2] / w_true[:, :2].sum(0)
+    w, h = kl_nmf(v, fixed, free=1, iters=300)
+    assert torch.equal(w[:, :2], fixed)
+    assert float((w @ h - v).abs().sum() / v.sum()) < 0.05  # the third source is learned
+
+
+def test_the_nmf_mask_keeps_the_clips_partials_and_leaves_the_others(tiny_weights):
+    model = load_model(tiny_weights)
+    bases = ClipBases(
+        learn_bases(clip_magnitudes(model, [sine(440.0)])), learn_bases(clip_magnitudes(model, [sine(1320.0)])), 0.0
+    )
+    spec = model.spectrogram.stft(torch.from_numpy(sine(440.0) + sine(1320.0))[None])
+    mask = nmf_mask(spec.abs(), bases)
+    bin_of = {f: round(f * model.config.n_fft / model.config.sample_rate) for f in (440.0, 1320.0)}
+    assert mask.shape == spec.shape and float(mask.min()) >= 0 and float(mask.max()) <= 1 + 1e-6
+    assert float(mask[0, bin_of[440.0]].mean()) > 0.9 and float(mask[0, bin_of[1320.0]].mean()) < 0.1
+
+
+def test_the_share_mixes_the_two_masks(tiny_weights):
+    """Share 1 is the network alone, bit for bit; share 0 is NMF's mask alone; between, the sum."""
+    model = load_model(tiny_weights)
+    rows = torch.from_numpy(sine(440.0) + sine(1320.0))[None]
+    cond = Conditioning(torch.randn(model.config.cond_dim), model.model_id, [], [])
+    learned = learn_bases(clip_magnitudes(model, [sine(440.0)])), learn_bases(clip_magnitudes(model, [sine(1320.0)]))
+
+    def separated(share: float | None) -> torch.Tensor:
+        bases = None if share is None else ClipBases(*learned, share)
+        return make_separator([Target("t", model, Conditioning(**{**cond.__dict__, "bases": bases}))])(rows)[0, 0]
+
+    alone, nmf_alone, half = separated(None), separated(0.0), separated(0.5)
+    assert torch.equal(separated(1.0), alone)
+    torch.testing.assert_close(half, (alone + nmf_alone) / 2, atol=1e-5, rtol=0)
+    spec = model.spectrogram.stft(rows)
+    expected = model.apply_mask(spec, nmf_mask(spec.abs(), ClipBases(*learned, 0.0)), rows.shape[-1])[0]
+    torch.testing.assert_close(nmf_alone, expected, atol=1e-5, rtol=0)
+
+
+def test_nmf_from_the_clips_in_the_cli_the_api_and_profiles(capsys, workdir, tiny_weights):
+    w = ("--weights", str(tiny_weights), "--quiet")
+    code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "--nmf", *w)
+    assert code == 2 and "needs like clips and not_ clips" in err
+    like = ("--like", "like_1.wav", "--like", "like_2.flac", "--not", "not_1.wav")
+    assert run(capsys, "separate", "song.wav", *like, "--nmf", "-o", "out", *w)[0] == 0
+    assert run(capsys, "embed", *like, "--nmf", "-o", "mixed", *w)[0] == 0
+    code, out, _ = run(capsys, "profiles", "show", "mixed", "--json")
+    assert json.loads(out)["nmf_share"] == 0.75
+    assert run(capsys, "separate", "song.wav", "--profile", "mixed", "-o", "again", *w)[0] == 0
+    # a profile separates as its clips did (stems named after the clips, then after the profile)
+    for stem, again in (("like.wav", "mixed.wav"), ("no_like.wav", "no_mixed.wav")):
+        np.testing.assert_array_equal(sf.read(f"out/song/{stem}")[0], sf.read(f"again/song/{again}")[0])
+    with pytest.raises(UsageError, match="needs like clips and not_ clips"):
+        TargetSpec(like=("like_1.wav",), nmf=True)
+    separator = Separator(tiny_weights, device="cpu")
+    separator.add("strings", like=[sine(440.0), sine(440.0) * 0.5], not_=[sine(1320.0)], nmf=True, sample_rate=44100)
+    assert "NMF mixed in (25%)" in separator.describe()
+    mix = sine(440.0) + sine(1320.0)
+    stems = separator.separate(mix, 44100)
+    assert set(stems) == {"strings", "no_strings"}
+    np.testing.assert_allclose(stems["strings"] + stems["no_strings"], mix, atol=1e-4)
+
+
+def test_a_profile_with_bases_that_do_not_fit_is_refused(workdir, tiny_weights):
+    model = load_model(tiny_weights)
+    bins = model.config.n_fft // 2 + 1
+    vector = torch.zeros(model.config.cond_dim)
+    good = ClipBases(torch.rand(bins, 4), torch.rand(bins, 4), 0.5)
+    path = save_profile(
+        Conditioning(vector, model.model_id, ["a.wav"], ["b.wav"], bases=good), workdir / "p.safetensors"
+    )
+    loaded = load_profile(path, model).bases
+    assert loaded is not None and loaded.share == 0.5 and torch.equal(loaded.target, good.target)
+    bad = ClipBases(torch.rand(bins - 1, 4), torch.rand(bins, 4), 0.5)
+    path = save_profile(Conditioning(vector, model.model_id, [], [], bases=bad), workdir / "q.safetensors")
+    with pytest.raises(UsageError, match="NMF bases or share that do not fit"):
+        load_profile(path, model)
