@@ -146,6 +146,11 @@ def specs_from_options(
         raise UsageError("no targets: give --like CLIP..., --target NAME=CLIP..., --profile NAME or --class CLASS")
     if not_ and not clip_sets:
         raise UsageError("--not goes with --like or --target clips (a profile holds its own negatives)")
+    if (adapt or nmf) and not clip_sets:
+        flag = "--adapt" if adapt else "--nmf"
+        raise UsageError(
+            f"{flag} goes with --like or --target clips (a profile made with mss embed {flag} holds its own)"
+        )
     if (name or with_class) and len(specs) > 1:
         raise UsageError("--name and --with-class apply to a single target: with several, use --target NAME=CLIP")
     if with_class and specs[0].class_name is not None:

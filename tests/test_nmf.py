@@ -69,6 +69,8 @@ def test_nmf_from_the_clips_in_the_cli_the_api_and_profiles(capsys, workdir, tin
     w = ("--weights", str(tiny_weights), "--quiet")
     code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "--nmf", *w)
     assert code == 2 and "needs like clips and not_ clips" in err
+    code, _, err = run(capsys, "separate", "song.wav", "--class", "drums", "--nmf", *w)
+    assert code == 2 and "--nmf goes with --like or --target clips" in err
     like = ("--like", "like_1.wav", "--like", "like_2.flac", "--not", "not_1.wav")
     assert run(capsys, "separate", "song.wav", *like, "--nmf", "-o", "out", *w)[0] == 0
     assert run(capsys, "embed", *like, "--nmf", "-o", "mixed", *w)[0] == 0
