@@ -1,7 +1,7 @@
 """Test-time adaptation: does tuning the conditioning vector on mixtures made from the user's own
 clips separate the weak real classes (bowed strings, marimba) better? (`experiments/test-time-adaptation.md`)
 
-    python -m mss_research.probes.adapt WEIGHTS INSTRUMENTS... [--episodes 100] [--steps 60]
+    python -m mss_research.probes.adapt WEIGHTS INSTRUMENTS... [--episodes 100] [--steps 60] [--nmf]
 
 On the "real instruments" group's episodes of ``mss-research eval`` (same seed, same episodes),
 the default method (5 clips + 5 suppressed negatives) against the same with its conditioning
@@ -10,6 +10,8 @@ one of the first 4 positive clips (the target) and 1-3 of the negative clips (at
 offsets) and lowers their -SDR; mixtures of the 5th clip, held out, choose the step kept (the
 untuned vector included). Only the vector moves (a profile can store it); the suppression vectors
 stay. Prints the paired difference, overall and per class, and the seconds adaptation costs.
+``--nmf`` also scores the tuned vector with NMF from the clips mixed in, as ``--adapt --nmf`` runs
+(`experiments/nmf-mix.md`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mss_cli.adapt import mixtures, separated, tune_vector
 from mss_cli.conditioning import unwanted_vectors
 from mss_cli.level import at_level
 from mss_cli.metrics import negative_sdr
+from mss_cli.nmf import clip_bases
 from mss_cli.report import Case
 from mss_cli.weights import load_model
 from mss_research.data.episodes import Episode
@@ -32,6 +35,7 @@ from mss_research.paper_eval import FEWSHOT_5_SUPPRESSED, INSTRUMENTS, episodes_
 from mss_research.report import paired_note
 
 ADAPTED = FEWSHOT_5_SUPPRESSED + ", vector tuned on the clips"
+BOTH = ADAPTED + ", NMF mixed in"  # --adapt --nmf
 
 
 def adapted_vector(
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check-every", type=int, default=0, help="hold out the 5th clip and keep the best check")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--classes", default="", help="only episodes of these classes (comma-separated)")
+    parser.add_argument("--nmf", action="store_true", help="also the tuned vector with NMF mixed in (--adapt --nmf)")
     args = parser.parse_args(argv)
     from mss_cli.evaluate import bss_sdr
 
@@ -95,12 +100,20 @@ def main(argv: list[str] | None = None) -> None:
         adapted = separate_episode(model, tuned, episode, unwanted)
         cases.append(score(INSTRUMENTS, index, FEWSHOT_5_SUPPRESSED, episode, plain, floor))
         cases.append(score(INSTRUMENTS, index, ADAPTED, episode, adapted, floor))
+        if args.nmf:
+            bases = clip_bases(model, list(episode.positives[:5]), list(episode.negatives[:5]))
+            both = separate_episode(model, tuned, episode, unwanted, bases=bases)
+            cases.append(score(INSTRUMENTS, index, BOTH, episode, both, floor))
         print(
-            f"{index} {episode.target_class}: {cases[-2].sdri:+.2f} -> {cases[-1].sdri:+.2f} dB "
+            f"{index} {episode.target_class}: "
+            + " -> ".join(f"{c.sdri:+.2f}" for c in cases if c.episode == index)
+            + " dB "
             f"(step {kept}; {seconds[-1]:.1f} s)",
             flush=True,
         )
     print(paired_note(cases, INSTRUMENTS, ADAPTED, FEWSHOT_5_SUPPRESSED))
+    if args.nmf:
+        print(paired_note(cases, INSTRUMENTS, BOTH, FEWSHOT_5_SUPPRESSED))
     for cls in sorted({c.target_class for c in cases}):
         print(
             f"{cls}: "
