@@ -112,20 +112,18 @@ def pieces(model: ConditionedUNet, clips: Sequence[Clip], sample_rate: int | Non
 def adapt(
     model: ConditionedUNet,
     cond: Conditioning,
-    positives: Sequence[Clip],
-    negatives: Sequence[Clip],
+    targets: Sequence[np.ndarray],
+    others: Sequence[np.ndarray],
     steps: int = STEPS,
-    sample_rate: int | None = None,
 ) -> Conditioning:
-    """``cond`` with its vector tuned on mixtures of the ``positives`` over the ``negatives`` (the
-    clips it was made from); its suppression vectors stay as they are."""
-    if not len(negatives):
+    """``cond`` with its vector tuned on mixtures of ``targets`` over ``others``: the ``pieces`` of
+    the like and not clips it was made from; its suppression vectors stay as they are."""
+    if not len(others):
         raise UsageError(
             "adapting needs clips of what not to keep (not_ / --not): they are what the clips are mixed with"
         )
     if model.config.kind != "fewshot":
         raise UsageError("only a few-shot model's conditioning is adapted")
-    targets, others = pieces(model, positives, sample_rate), pieces(model, negatives, sample_rate)
     length = min(len(p) for p in [*targets, *others])
     vector = tune_vector(model, cond.vector, [t[:length] for t in targets], [o[:length] for o in others], steps)
     return replace(cond, vector=vector, adapted_steps=steps)

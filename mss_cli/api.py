@@ -125,8 +125,8 @@ class Separator:
         keep; files, or arrays at ``sample_rate``), a ``profile`` (a name or a path) or a
         ``class_name``; returns its stem's name (``name``, or one ``TargetSpec`` derives).
         ``adapt``: tune the clips' vector on mixtures of them (``mss_cli.adapt``; a few seconds).
-        ``nmf``: mix in the mask of NMF bases learned from the clips, the network's share chosen on
-        mixtures of them (``mss_cli.nmf``; a few seconds, and more time per chunk)."""
+        ``nmf``: mix in the mask of NMF bases learned from the clips (``mss_cli.nmf``; each chunk
+        then takes about five times the network's time)."""
         spec = TargetSpec(name, like, not_, profile, class_name, with_class, suppress, adapt, nmf)
         return self.add_spec(spec, sample_rate=sample_rate)
 
@@ -150,14 +150,15 @@ class Separator:
                 cond = load_profile(profile_path(spec.profile), model)
             else:
                 cond = condition(model, spec.like, spec.not_, sample_rate)
-                if spec.adapt:
-                    from mss_cli.adapt import adapt
+                if spec.adapt or spec.nmf:  # both work on the clips' pieces: decoded once
+                    from mss_cli.adapt import adapt, pieces
+                    from mss_cli.nmf import clip_bases
 
-                    cond = adapt(model, cond, spec.like, spec.not_, sample_rate=sample_rate)
-                if spec.nmf:
-                    from mss_cli.nmf import with_nmf
-
-                    cond = with_nmf(model, cond, spec.like, spec.not_, sample_rate=sample_rate)
+                    targets, others = pieces(model, spec.like, sample_rate), pieces(model, spec.not_, sample_rate)
+                    if spec.adapt:
+                        cond = adapt(model, cond, targets, others)
+                    if spec.nmf:
+                        cond = replace(cond, bases=clip_bases(model, targets, others))
             if spec.with_class:
                 partner = class_partner(model, self.class_model, spec.with_class)
         if not spec.suppress:

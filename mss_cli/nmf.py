@@ -12,12 +12,11 @@ a decibel, so it is an option (`experiments/nmf-mix.md`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mss_cli.conditioning import Clip, Conditioning
 from mss_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -104,28 +103,10 @@ def clip_magnitudes(
         ]
 
 
-def with_nmf(
-    model: ConditionedUNet,
-    cond: Conditioning,
-    positives: Sequence[Clip],
-    negatives: Sequence[Clip],
-    sample_rate: int | None = None,
-) -> Conditioning:
-    """``cond`` with NMF bases learned from the clips it was made from (``SHARE`` of the mixed mask
-    stays the network's)."""
-    from mss_cli.adapt import pieces
-
-    if not len(negatives):
-        raise UsageError("NMF mixing needs clips of what not to keep (not_ / --not): its unwanted bases come from them")
-    if model.config.kind != "fewshot":
-        raise UsageError("NMF mixing goes with example clips, not a class")
-    return replace(
-        cond, bases=clip_bases(model, pieces(model, positives, sample_rate), pieces(model, negatives, sample_rate))
-    )
-
-
 def clip_bases(model: ConditionedUNet, targets: Sequence[np.ndarray], others: Sequence[np.ndarray]) -> ClipBases:
     """NMF bases from mono pieces of the ``--like`` clips (``targets``) and the ``--not`` clips
-    (``others``) at the model's rate, with the network's share ``SHARE``."""
+    (``others``) at the model's rate (``adapt.pieces``), with the network's share ``SHARE``."""
+    if not len(others):
+        raise UsageError("NMF mixing needs clips of what not to keep (not_ / --not): its unwanted bases come from them")
     target = learn_bases(clip_magnitudes(model, targets))
     return ClipBases(target, learn_bases(clip_magnitudes(model, others), seed=2), SHARE)
