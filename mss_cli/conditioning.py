@@ -338,7 +338,7 @@ def profile_bases(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, 
 
     if not any(key in tensors for key in PROFILE_BASES):
         return None
-    bins = model.config.n_fft // 2 + 1
+    bins = model.config.stft_bins
     share = profile_nmf_share(path, meta)
     bases = [tensors.get(key) for key in PROFILE_BASES]
     if share is None or any(b is None or b.ndim != 2 or b.shape[0] != bins for b in bases):

@@ -68,7 +68,7 @@ class ModelConfig:
         whole("sample_rate", self.sample_rate, 8000, 192_000)
         whole("n_fft", self.n_fft, 64, 16_384)
         whole("hop", self.hop, 1, self.n_fft)
-        whole("bins", self.bins, 1, self.n_fft // 2 + 1)
+        whole("bins", self.bins, 1, self.stft_bins)
         if (
             not isinstance(self.channels, list)
             or not 1 <= len(self.channels) <= 8
@@ -85,6 +85,11 @@ class ModelConfig:
             raise ValueError(f"dropout {self.dropout!r}: from 0 to below 1")
         level("mixture_dbfs", self.mixture_dbfs)
         level("clip_dbfs", self.clip_dbfs)
+
+    @property
+    def stft_bins(self) -> int:
+        """Frequency bins of the STFT (the mask covers all of them; the network models ``bins``)."""
+        return self.n_fft // 2 + 1
 
     @property
     def frame_multiple(self) -> int:
@@ -345,7 +350,7 @@ class ConditionedUNet(nn.Module):
             total = total + self.unet(shifted, films)[:, 0, :, delay : delay + frames].float()
         mask = total / shifts
         top = mask[:, -max(1, self.config.bins // 16) :].mean(dim=1, keepdim=True)
-        extra = self.config.n_fft // 2 + 1 - self.config.bins
+        extra = self.config.stft_bins - self.config.bins
         return torch.cat([mask, top.expand(-1, extra, -1)], dim=1)
 
     def apply_mask(self, spec: Tensor, mask: Tensor, length: int) -> Tensor:
