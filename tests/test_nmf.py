@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -55,7 +56,7 @@ def test_the_share_mixes_the_two_masks(tiny_weights):
 
     def separated(share: float | None) -> torch.Tensor:
         bases = None if share is None else ClipBases(*learned, share)
-        return make_separator([Target("t", model, Conditioning(**{**cond.__dict__, "bases": bases}))])(rows)[0, 0]
+        return make_separator([Target("t", model, replace(cond, bases=bases))])(rows)[0, 0]
 
     alone, nmf_alone, half = separated(None), separated(0.0), separated(0.5)
     assert torch.equal(separated(1.0), alone)

@@ -110,8 +110,8 @@ def available(root: str | Path, held_out: bool) -> dict[str, list[tuple[Library,
 
 # sfizz streams a sample beyond its first 8192 frames from a background thread, and its
 # freewheeling render waits only for loads that thread has already picked up: a note that starts
-# before the pick-up ends where the loaded frames end (measured: a fresh player's part loses up to
-# 4% of its energy, more on a loaded machine). Samples held in memory from load on make every note
+# before the pick-up ends where the loaded frames end (measured: a fresh player's piano part lost
+# up to 5.5% of its RMS, `experiments/sfizz-in-memory.md`). Samples held in memory from load on make every note
 # whole and a render repeatable; the largest program here then holds under 1 GB.
 IN_MEMORY = "<control>\nhint_ram_based=1"
 
