@@ -118,15 +118,17 @@ class Separator:
         with_class: str | None = None,
         suppress: bool = True,
         adapt: bool = False,
-        nmf: bool = False,
+        nmf: bool | None = None,
         sample_rate: int | None = None,
     ) -> str:
         """Add a target from example clips (``like``, with optional ``not_`` clips of what not to
         keep; files, or arrays at ``sample_rate``), a ``profile`` (a name or a path) or a
         ``class_name``; returns its stem's name (``name``, or one ``TargetSpec`` derives).
         ``adapt``: tune the clips' vector on mixtures of them (``mss_cli.adapt``; a few seconds).
-        ``nmf``: mix in the mask of NMF bases learned from the clips (``mss_cli.nmf``; each chunk
-        then takes about five times the network's time)."""
+        ``nmf``: mix in the mask of NMF bases learned from the clips (``mss_cli.nmf``): True for
+        the target whatever its clips, False never, None (the default) where the ``like`` and
+        ``not_`` clips sound alike to the encoder; each chunk then takes about five times the
+        network's time."""
         spec = TargetSpec(name, like, not_, profile, class_name, with_class, suppress, adapt, nmf)
         return self.add_spec(spec, sample_rate=sample_rate)
 
@@ -135,6 +137,7 @@ class Separator:
         from dataclasses import replace
 
         from mss_cli.conditioning import class_condition, class_partner, condition, load_profile
+        from mss_cli.nmf import nmf_share
         from mss_cli.profiles import profile_path
 
         trained = trained_classes_of(self.baseline) if spec.class_name is not None else ()
@@ -148,17 +151,20 @@ class Separator:
             model = self.model
             if spec.profile is not None:
                 cond = load_profile(profile_path(spec.profile), model)
+                if spec.nmf is False:  # --no-nmf: a profile's stored bases stay unused
+                    cond = replace(cond, bases=None)
             else:
                 cond = condition(model, spec.like, spec.not_, sample_rate)
-                if spec.adapt or spec.nmf:  # both work on the clips' pieces: decoded once
+                share = nmf_share(spec.nmf, cond.likeness)
+                if spec.adapt or share is not None:  # both work on the clips' pieces: decoded once
                     from mss_cli.adapt import adapt, pieces
                     from mss_cli.nmf import clip_bases
 
                     targets, others = pieces(model, spec.like, sample_rate), pieces(model, spec.not_, sample_rate)
                     if spec.adapt:
                         cond = adapt(model, cond, targets, others)
-                    if spec.nmf:
-                        cond = replace(cond, bases=clip_bases(model, targets, others))
+                    if share is not None:
+                        cond = replace(cond, bases=clip_bases(model, targets, others, share))
             if spec.with_class:
                 partner = class_partner(model, self.class_model, spec.with_class)
         if not spec.suppress:

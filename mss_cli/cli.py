@@ -87,7 +87,9 @@ def separate(
     ),
     name: str | None = typer.Option(None, "--name", help="Name of a single target's stem."),
     adapt: bool = typer.Option(False, "--adapt", help="Tune clip targets on mixtures of their --like and --not clips."),
-    nmf: bool = typer.Option(False, "--nmf", help="Mix in NMF learned from the --like and --not clips."),
+    nmf: bool | None = typer.Option(
+        None, "--nmf/--no-nmf", help="Mix in NMF from the --like and --not clips [default: where they sound alike]."
+    ),
     out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - (stdout)."),
     filename: str = typer.Option(
         "{track}/{stem}.{ext}", "--filename", help="Name template: {track} {stem} {ext} {parent}."
@@ -213,7 +215,9 @@ def embed(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing profile."),
     adapt: bool = typer.Option(False, "--adapt", help="Tune the vector on mixtures of the --like and --not clips."),
-    nmf: bool = typer.Option(False, "--nmf", help="Store NMF learned from the --like and --not clips too."),
+    nmf: bool | None = typer.Option(
+        None, "--nmf/--no-nmf", help="Store NMF from the --like and --not clips [default: where they sound alike]."
+    ),
     device: str = typer.Option("auto", "--device", "-d"),
     weights: Path | None = typer.Option(None, "--weights", help="Model file (default: the shipped model)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),

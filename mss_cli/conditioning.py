@@ -68,6 +68,8 @@ class Conditioning:
     adapted_steps: int = 0
     # NMF bases learned from the clips, whose mask is mixed into the network's (``mss_cli.nmf``).
     bases: ClipBases | None = None
+    # How alike the encoder hears the --like and --not clips (``clip_likeness``; None: no negatives).
+    likeness: float | None = None
 
 
 def clip_label(clip: Clip, index: int) -> str:
@@ -209,6 +211,16 @@ def unwanted_vectors(
     return model.unwanted_conditioning(positive, torch.stack([negative[g].mean(0) for g in groups]))
 
 
+def clip_likeness(positive: torch.Tensor, negative: torch.Tensor) -> float:
+    """The cosine between the mean embeddings of the positive (P, E) and negative (M, E) clips.
+    Near 1, the encoder hears the target like what it is to leave out (violin against viola), so
+    its vector steers the separator poorly and NMF from the clips decides the bins best
+    (``mss_cli.nmf.nmf_share``)."""
+    import torch
+
+    return float(torch.nn.functional.cosine_similarity(positive.float().mean(0), negative.float().mean(0), dim=0))
+
+
 def condition(
     model, positives: Sequence[Clip], negatives: Sequence[Clip] = (), sample_rate: int | None = None
 ) -> Conditioning:
@@ -234,6 +246,7 @@ def condition(
         [clip_label(c, i) for i, c in enumerate(positives)],
         [clip_label(c, i) for i, c in enumerate(negatives)],
         unwanted,
+        likeness=None if neg is None else clip_likeness(pos, neg),
     )
 
 

@@ -1,12 +1,17 @@
-"""NMF from the example clips: a classical mask mixed into the network's (``--nmf``).
+"""NMF from the example clips: a classical mask mixed into the network's.
 
 The network knows an instrument through what training played it. For instruments training
 covered poorly (bowed strings of real recordings above all), the clips' own spectra say more:
 KL-divergence NMF learns bases from the ``--like`` clips (the target) and from the ``--not`` clips
 (what to leave), and on each chunk of the track, with those bases fixed and a few free ones for
-whatever neither explains, the target's share of each bin is a mask. A quarter of NMF's mask mixed
-into the network's lifts real violin, viola and cello by 2-3 dB and costs real vocals about half
-a decibel, so it is an option (`experiments/nmf-mix.md`).
+whatever neither explains, the target's share of each bin is a mask.
+
+Where NMF helps shows in the clips: when the example encoder hears the ``--like`` and ``--not``
+clips alike (violin against viola, one sax against another), its vector cannot tell them apart
+and NMF's fine spectral detail can. So by default NMF's mask is mixed in at half for those targets
+only (``nmf_share``); elsewhere the network's mask stands, since NMF mixed in everywhere costs real
+vocals about half a decibel (`experiments/nmf-mix.md`, `experiments/nmf-gate.md`). ``--nmf`` mixes
+it into every target, ``--no-nmf`` into none.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ FREE = 8  # bases each chunk learns for what neither side's clips explain
 ITERATIONS = 60
 EPS = 1e-9
 MAX_SECONDS = 60.0  # of each side's clips that bases are learned from
-# The network's share of the mixed mask. On the real-instrument validation episodes 0.75 won more
-# often than 0.5 or 0.25 and lost least; a share chosen per target on mixtures of its own clips
-# leaned to NMF and lost more (`experiments/nmf-mix.md`).
+# The network's share of the mixed mask where the clips sound alike (likeness over ALIKE), and,
+# with --nmf, elsewhere. Chosen on seed 11's validation episodes: NMF mixed into every target lost
+# least at 0.75 (0.5 cost winds and keys more); on the targets whose clips sound alike, half won
+# most, and real vocals, drums and bass seldom sound like their negatives (`experiments/nmf-gate.md`).
+ALIKE = 0.45  # the cosine of the clips' mean embeddings (``conditioning.clip_likeness``)
+ALIKE_SHARE = 0.5
 SHARE = 0.75
 
 
@@ -103,10 +111,23 @@ def clip_magnitudes(
         ]
 
 
-def clip_bases(model: ConditionedUNet, targets: Sequence[np.ndarray], others: Sequence[np.ndarray]) -> ClipBases:
+def nmf_share(nmf: bool | None, likeness: float | None) -> float | None:
+    """The network's share of a target's mask with NMF mixed in, or None for the network's mask
+    alone. ``nmf``: True (``--nmf``), False (``--no-nmf``) or None (by the clips); ``likeness``:
+    ``Conditioning.likeness``, None without ``--not`` clips (nothing to learn unwanted bases from)."""
+    if nmf is False or likeness is None:
+        return None
+    if likeness > ALIKE:
+        return ALIKE_SHARE
+    return SHARE if nmf else None
+
+
+def clip_bases(
+    model: ConditionedUNet, targets: Sequence[np.ndarray], others: Sequence[np.ndarray], share: float = SHARE
+) -> ClipBases:
     """NMF bases from mono pieces of the ``--like`` clips (``targets``) and the ``--not`` clips
-    (``others``) at the model's rate (``adapt.pieces``), with the network's share ``SHARE``."""
+    (``others``) at the model's rate (``adapt.pieces``), with the network's ``share``."""
     if not len(others):
         raise UsageError("NMF mixing needs clips of what not to keep (not_ / --not): its unwanted bases come from them")
     target = learn_bases(clip_magnitudes(model, targets))
-    return ClipBases(target, learn_bases(clip_magnitudes(model, others), seed=2), SHARE)
+    return ClipBases(target, learn_bases(clip_magnitudes(model, others), seed=2), share)

@@ -48,7 +48,8 @@ class TargetSpec:
     profile, or a class of the class-conditioned model; ``with_class`` averages a clip or profile
     target with that model's separation of the class; ``suppress=False`` keeps the negatives'
     steering but not their suppression passes; ``adapt`` tunes the vector on mixtures of the clips
-    (``mss_cli.adapt``); ``nmf`` mixes in the mask of NMF bases learned from the clips (``mss_cli.nmf``)."""
+    (``mss_cli.adapt``); ``nmf`` mixes in the mask of NMF bases learned from the clips: True
+    always, False never, None where the clips sound alike (``mss_cli.nmf.nmf_share``)."""
 
     name: str | None = None
     like: tuple[str | os.PathLike | np.ndarray, ...] = ()
@@ -58,7 +59,7 @@ class TargetSpec:
     with_class: str | None = None
     suppress: bool = True
     adapt: bool = False
-    nmf: bool = False
+    nmf: bool | None = None
 
     def __post_init__(self) -> None:
         for what in ("like", "not_"):
@@ -111,7 +112,7 @@ def specs_from_options(
     name: str | None,
     suppress: bool,
     adapt: bool = False,
-    nmf: bool = False,
+    nmf: bool | None = None,
 ) -> list[TargetSpec]:
     """The run's targets from its options, checked before anything loads: --like (one target),
     --target NAME=CLIPS, --profile and --class (each repeatable); --not goes with every clip target."""
@@ -138,7 +139,7 @@ def specs_from_options(
     ]
     for value in profiles:
         try:
-            specs.append(TargetSpec(profile=existing_profile(value)))
+            specs.append(TargetSpec(profile=existing_profile(value), nmf=False if nmf is False else None))
         except UsageError as exc:
             raise UsageError(f"--profile {value}: {exc}") from None
     specs += [TargetSpec(class_name=c) for c in classes]

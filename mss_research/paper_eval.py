@@ -22,14 +22,21 @@ import numpy as np
 import torch
 
 from mss_cli.audio import SAMPLE_RATE
-from mss_cli.conditioning import Conditioning, Partner, class_vector, trained_classes, unwanted_vectors
+from mss_cli.conditioning import (
+    Conditioning,
+    Partner,
+    class_vector,
+    clip_likeness,
+    trained_classes,
+    unwanted_vectors,
+)
 from mss_cli.engine import make_separator
 from mss_cli.errors import UsageError
 from mss_cli.evaluate import bss_sdr
 from mss_cli.level import at_level, level_dbfs
 from mss_cli.metrics import si_sdr
 from mss_cli.model import ModelConfig, Spectrogram
-from mss_cli.nmf import ClipBases, clip_bases, kl_nmf
+from mss_cli.nmf import ClipBases, clip_bases, kl_nmf, nmf_share
 from mss_cli.report import Case
 from mss_cli.targets import Target
 from mss_research.data.episodes import Episode, EpisodeSampler
@@ -60,6 +67,7 @@ FEWSHOT_5_NEG = "few-shot, 5 positives + 5 negatives"
 FEWSHOT_5_SUPPRESSED = "few-shot, 5 positives + 5 suppressed negatives"
 AVERAGED = ", averaged with the baseline"  # the suffix of the methods that --class with --like runs
 NMF_MIXED = FEWSHOT_5_SUPPRESSED + ", NMF mixed in"  # what --nmf runs
+NMF_ALIKE = FEWSHOT_5_SUPPRESSED + ", NMF where the clips sound alike"  # what mss separate runs by default
 SETTING = f"{SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips"
 # The paired differences the table states: what each use of the examples adds, and the baseline.
 COMPARISONS = (
@@ -74,6 +82,8 @@ COMPARISONS = (
     (FEWSHOT_5_SUPPRESSED, NMF),
     (NMF_MIXED, FEWSHOT_5_SUPPRESSED),
     (NMF_MIXED, NMF),
+    (NMF_ALIKE, FEWSHOT_5_SUPPRESSED),
+    (NMF_ALIKE, NMF),
 )
 
 
@@ -85,7 +95,7 @@ def fewshot(
     suppressed: bool = False,
     shifts: int = 1,
     baseline=None,
-    nmf: bool = False,
+    nmf: bool | None = False,
 ) -> np.ndarray | None:
     """The few-shot model given the episode's first ``positives`` and ``negatives`` clips, on the
     model's device (training validates on the GPU it trains on); ``suppressed``: the negatives'
@@ -93,7 +103,7 @@ def fewshot(
     each mask averaged over that many shifted passes (``ConditionedUNet.mask``); ``baseline``: averaged
     with that class-conditioned model's mask for the target's class (``--class`` with ``--like``),
     or None where the baseline was not trained on it; ``nmf``: NMF bases learned from the clips mix
-    their mask in, as ``--nmf`` does (``mss_cli.nmf``)."""
+    their mask in, as ``--nmf`` (True), ``--no-nmf`` (False) or neither (None) does (``mss_cli.nmf``)."""
     device = model.device
     partner = None if baseline is None else Partner(baseline, target_class_vector(baseline, episode))
     if partner is not None and partner.vector is None:
@@ -110,7 +120,8 @@ def fewshot(
         neg = embed(neg_clips) if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
         unwanted = unwanted_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
-    bases = clip_bases(model, list(episode.positives[:positives]), list(neg_clips)) if nmf else None
+    share = nmf_share(nmf, None if neg is None else clip_likeness(pos[0], neg[0]))
+    bases = None if share is None else clip_bases(model, list(episode.positives[:positives]), list(neg_clips), share)
     return separate_episode(model, cond[0], episode, unwanted, shifts, partner, bases)
 
 
@@ -253,6 +264,7 @@ def evaluate(
         FEWSHOT_5_NEG: lambda e: fewshot(model, e, 5, 5),
         FEWSHOT_5_SUPPRESSED: lambda e: fewshot(model, e, 5, 5, suppressed=True),
         NMF_MIXED: lambda e: fewshot(model, e, 5, 5, suppressed=True, nmf=True),
+        NMF_ALIKE: lambda e: fewshot(model, e, 5, 5, suppressed=True, nmf=None),
     }
     if baseline is not None:
         every[BASELINE] = lambda e: classcond(baseline, e)

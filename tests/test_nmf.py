@@ -1,4 +1,4 @@
-"""NMF from the example clips, mixed into the network's mask (``mss_cli.nmf``, ``--nmf``)."""
+"""NMF from the example clips, mixed into the network's mask (``mss_cli.nmf``, ``--nmf/--no-nmf``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,22 @@ import soundfile as sf
 import torch
 from conftest import run_mss as run
 
+from mss_cli import nmf
 from mss_cli.api import Separator
-from mss_cli.conditioning import Conditioning, load_profile, save_profile
+from mss_cli.conditioning import Conditioning, clip_likeness, load_profile, save_profile
 from mss_cli.engine import make_separator
 from mss_cli.errors import UsageError
-from mss_cli.nmf import ClipBases, clip_magnitudes, kl_nmf, learn_bases, nmf_mask
+from mss_cli.nmf import (
+    ALIKE,
+    ALIKE_SHARE,
+    SHARE,
+    ClipBases,
+    clip_magnitudes,
+    kl_nmf,
+    learn_bases,
+    nmf_mask,
+    nmf_share,
+)
 from mss_cli.targets import Target, TargetSpec
 from mss_cli.weights import load_model
 
@@ -66,30 +77,59 @@ def test_the_share_mixes_the_two_masks(tiny_weights):
     torch.testing.assert_close(nmf_alone, expected, atol=1e-5, rtol=0)
 
 
-def test_nmf_from_the_clips_in_the_cli_the_api_and_profiles(capsys, workdir, tiny_weights):
+def test_nmf_is_mixed_in_where_the_clips_sound_alike(monkeypatch):
+    """By default (None) only where the encoder hears the clips alike, and then at half; --nmf
+    everywhere, --no-nmf nowhere; nothing without --not clips to learn unwanted bases from."""
+    monkeypatch.setattr(nmf, "ALIKE", ALIKE)  # the product's threshold (conftest pins it shut)
+    assert nmf_share(None, ALIKE + 0.1) == ALIKE_SHARE == nmf_share(True, ALIKE + 0.1)
+    assert nmf_share(None, ALIKE - 0.1) is None and nmf_share(True, ALIKE - 0.1) == SHARE
+    assert nmf_share(False, 1.0) is None and nmf_share(None, None) is None
+    assert ALIKE_SHARE < SHARE < 1
+
+
+def test_likeness_is_the_cosine_of_the_clips_mean_embeddings():
+    pos = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert clip_likeness(pos, torch.tensor([[2.0, 0.0]])) == pytest.approx(1.0)
+    assert clip_likeness(pos, torch.tensor([[0.0, 1.0], [0.0, 3.0]])) == pytest.approx(0.0)
+    assert clip_likeness(pos, torch.tensor([[-1.0, 0.0]])) == pytest.approx(-1.0)
+
+
+def test_nmf_from_the_clips_in_the_cli_the_api_and_profiles(capsys, workdir, tiny_weights, monkeypatch):
     w = ("--weights", str(tiny_weights), "--quiet")
     code, _, err = run(capsys, "separate", "song.wav", "--like", "like_1.wav", "--nmf", *w)
     assert code == 2 and "needs like clips and not_ clips" in err
     code, _, err = run(capsys, "separate", "song.wav", "--class", "drums", "--nmf", *w)
     assert code == 2 and "--nmf goes with --like or --target clips" in err
     like = ("--like", "like_1.wav", "--like", "like_2.flac", "--not", "not_1.wav")
-    assert run(capsys, "separate", "song.wav", *like, "--nmf", "-o", "out", *w)[0] == 0
-    assert run(capsys, "embed", *like, "--nmf", "-o", "mixed", *w)[0] == 0
-    code, out, _ = run(capsys, "profiles", "show", "mixed", "--json")
-    assert json.loads(out)["nmf_share"] == 0.75
+    monkeypatch.setattr(nmf, "ALIKE", 1.0)  # no clips sound alike: only --nmf mixes NMF in
+    for flag, share in (("--nmf", SHARE), (None, None), ("--no-nmf", None)):
+        assert run(capsys, "embed", *like, *filter(None, [flag]), "-o", f"p{flag}", *w)[0] == 0
+        assert json.loads(run(capsys, "profiles", "show", f"p{flag}", "--json")[1])["nmf_share"] == share
+    monkeypatch.setattr(nmf, "ALIKE", -1.0)  # every clip sounds alike: NMF at half by default
+    assert run(capsys, "separate", "song.wav", *like, "-o", "out", *w)[0] == 0
+    assert run(capsys, "embed", *like, "-o", "mixed", *w)[0] == 0
+    assert json.loads(run(capsys, "profiles", "show", "mixed", "--json")[1])["nmf_share"] == ALIKE_SHARE
     assert run(capsys, "separate", "song.wav", "--profile", "mixed", "-o", "again", *w)[0] == 0
     # a profile separates as its clips did (stems named after the clips, then after the profile)
     for stem, again in (("like.wav", "mixed.wav"), ("no_like.wav", "no_mixed.wav")):
         np.testing.assert_array_equal(sf.read(f"out/song/{stem}")[0], sf.read(f"again/song/{again}")[0])
+    # --no-nmf leaves a profile's bases unused: as the clips separate without NMF
+    assert run(capsys, "separate", "song.wav", *like, "--no-nmf", "-o", "plain", *w)[0] == 0
+    assert run(capsys, "separate", "song.wav", "--profile", "mixed", "--no-nmf", "-o", "unmixed", *w)[0] == 0
+    plain, unmixed = sf.read("plain/song/like.wav")[0], sf.read("unmixed/song/mixed.wav")[0]
+    np.testing.assert_array_equal(plain, unmixed)
+    assert not np.array_equal(plain, sf.read("out/song/like.wav")[0])
     with pytest.raises(UsageError, match="needs like clips and not_ clips"):
         TargetSpec(like=("like_1.wav",), nmf=True)
     separator = Separator(tiny_weights, device="cpu")
-    separator.add("strings", like=[sine(440.0), sine(440.0) * 0.5], not_=[sine(1320.0)], nmf=True, sample_rate=44100)
-    assert "NMF mixed in (25%)" in separator.describe()
+    separator.add("strings", like=[sine(440.0), sine(440.0) * 0.5], not_=[sine(1320.0)], sample_rate=44100)
+    separator.add("alone", like=[sine(440.0)], sample_rate=44100)  # no --not: nothing to learn from
+    assert "strings: 2 example(s), 1 negative(s) (suppressed), NMF mixed in (50%)" in separator.describe()
+    assert "alone: 1 example(s); " in separator.describe() + "; "
     mix = sine(440.0) + sine(1320.0)
     stems = separator.separate(mix, 44100)
-    assert set(stems) == {"strings", "no_strings"}
-    np.testing.assert_allclose(stems["strings"] + stems["no_strings"], mix, atol=1e-4)
+    assert set(stems) == {"strings", "alone", "other"}
+    np.testing.assert_allclose(sum(stems.values()), mix, atol=1e-4)
 
 
 def test_a_profile_with_bases_that_do_not_fit_is_refused(workdir, tiny_weights):

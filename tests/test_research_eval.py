@@ -45,6 +45,25 @@ def test_methods_table_on_a_tiny_dataset(tmp_path, tiny_dataset, tiny_weights, t
     assert "| few-shot, 5 positives |" in md and (tmp_path / "evaluation.png").stat().st_size > 1000
 
 
+def test_the_default_method_mixes_nmf_in_as_mss_separate_does(tiny_dataset, tiny_weights, monkeypatch):
+    """``NMF_ALIKE`` follows ``mss_cli.nmf.nmf_share``: the network alone where the clips do not
+    sound alike, and where they do, what ``--nmf`` gives too (half NMF)."""
+    from mss_cli import nmf
+
+    model = load_model(tiny_weights)
+    (episode,) = pe.episodes_for(tiny_dataset, "seen", 1, 1)
+
+    def run(nmf_mode):
+        return pe.fewshot(model, episode, 5, 5, suppressed=True, nmf=nmf_mode)
+
+    monkeypatch.setattr(nmf, "ALIKE", 1.0)  # nothing sounds alike
+    np.testing.assert_array_equal(run(None), run(False))
+    assert not np.array_equal(run(True), run(False))
+    monkeypatch.setattr(nmf, "ALIKE", -1.0)  # everything sounds alike
+    np.testing.assert_array_equal(run(None), run(True))
+    assert not np.array_equal(run(None), run(False))
+
+
 def test_nmf_baseline_recovers_a_tone_from_its_examples():
     from mss_research.data.episodes import Episode
 

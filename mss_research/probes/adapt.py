@@ -10,8 +10,10 @@ one of the first 4 positive clips (the target) and 1-3 of the negative clips (at
 offsets) and lowers their -SDR; mixtures of the 5th clip, held out, choose the step kept (the
 untuned vector included). Only the vector moves (a profile can store it); the suppression vectors
 stay. Prints the paired difference, overall and per class, and the seconds adaptation costs.
-``--nmf`` also scores the tuned vector with NMF from the clips mixed in, as ``--adapt --nmf`` runs
-(`experiments/nmf-mix.md`).
+``--nmf`` also scores NMF from the clips mixed in as ``mss_cli.nmf.nmf_share`` mixes it: the
+untuned vector where the clips sound alike (``mss separate``'s default), the tuned one there too
+(``--adapt``) and the tuned one everywhere (``--adapt --nmf``), each paired against the default
+(`experiments/nmf-mix.md`, `experiments/nmf-gate.md`).
 """
 
 from __future__ import annotations
@@ -24,17 +26,25 @@ import numpy as np
 import torch
 
 from mss_cli.adapt import mixtures, separated, tune_vector
-from mss_cli.conditioning import unwanted_vectors
+from mss_cli.conditioning import clip_likeness, unwanted_vectors
 from mss_cli.level import at_level
 from mss_cli.metrics import negative_sdr
-from mss_cli.nmf import clip_bases
+from mss_cli.nmf import clip_bases, nmf_share
 from mss_cli.report import Case
 from mss_cli.weights import load_model
 from mss_research.data.episodes import Episode
-from mss_research.paper_eval import FEWSHOT_5_SUPPRESSED, INSTRUMENTS, episodes_for, score, separate_episode
+from mss_research.paper_eval import (
+    FEWSHOT_5_SUPPRESSED,
+    INSTRUMENTS,
+    NMF_ALIKE,
+    episodes_for,
+    score,
+    separate_episode,
+)
 from mss_research.report import paired_note
 
 ADAPTED = FEWSHOT_5_SUPPRESSED + ", vector tuned on the clips"
+ADAPTED_ALIKE = ADAPTED + ", NMF where the clips sound alike"  # --adapt
 BOTH = ADAPTED + ", NMF mixed in"  # --adapt --nmf
 
 
@@ -101,9 +111,19 @@ def main(argv: list[str] | None = None) -> None:
         cases.append(score(INSTRUMENTS, index, FEWSHOT_5_SUPPRESSED, episode, plain, floor))
         cases.append(score(INSTRUMENTS, index, ADAPTED, episode, adapted, floor))
         if args.nmf:
-            bases = clip_bases(model, list(episode.positives[:5]), list(episode.negatives[:5]))
-            both = separate_episode(model, tuned, episode, unwanted, bases=bases)
-            cases.append(score(INSTRUMENTS, index, BOTH, episode, both, floor))
+            likeness = clip_likeness(pos, neg)
+            alike = nmf_share(None, likeness)
+            bases = clip_bases(
+                model, list(episode.positives[:5]), list(episode.negatives[:5]), nmf_share(True, likeness)
+            )
+            runs = (
+                (NMF_ALIKE, cond, None if alike is None else bases),
+                (ADAPTED_ALIKE, tuned, None if alike is None else bases),
+                (BOTH, tuned, bases),
+            )
+            for name, vector, mixed in runs:
+                estimate = separate_episode(model, vector, episode, unwanted, bases=mixed)
+                cases.append(score(INSTRUMENTS, index, name, episode, estimate, floor))
         print(
             f"{index} {episode.target_class}: "
             + " -> ".join(f"{c.sdri:+.2f}" for c in cases if c.episode == index)
@@ -113,12 +133,14 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(paired_note(cases, INSTRUMENTS, ADAPTED, FEWSHOT_5_SUPPRESSED))
     if args.nmf:
-        print(paired_note(cases, INSTRUMENTS, BOTH, FEWSHOT_5_SUPPRESSED))
+        print(paired_note(cases, INSTRUMENTS, NMF_ALIKE, FEWSHOT_5_SUPPRESSED))
+        for name in (ADAPTED_ALIKE, BOTH):
+            print(paired_note(cases, INSTRUMENTS, name, NMF_ALIKE))
     for cls in sorted({c.target_class for c in cases}):
-        print(
-            f"{cls}: "
-            + paired_note([c for c in cases if c.target_class == cls], INSTRUMENTS, ADAPTED, FEWSHOT_5_SUPPRESSED)
-        )
+        of = [c for c in cases if c.target_class == cls]
+        print(f"{cls}: " + paired_note(of, INSTRUMENTS, ADAPTED, FEWSHOT_5_SUPPRESSED))
+        medians = {m: np.median([c.sdri for c in of if c.method == m]) for m in dict.fromkeys(c.method for c in of)}
+        print("  medians: " + ", ".join(f"{m} {v:+.2f}" for m, v in medians.items()))
     print(f"adaptation: {np.median(seconds):.1f} s per target (median), {args.steps} steps of 4 mixtures")
 
 

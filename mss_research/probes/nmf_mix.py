@@ -86,13 +86,19 @@ def chosen_share(model, episode: Episode, pos: torch.Tensor, neg: torch.Tensor, 
     return CHOICES[int(np.argmax(scores))]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def group_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a probe on one group's episodes: WEIGHTS DATA... --group --episodes --seed."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("weights")
     parser.add_argument("data", nargs="+")
     parser.add_argument("--group", default=INSTRUMENTS, choices=list(GROUPS))
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=11)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = group_parser(__doc__)
     parser.add_argument("--choose", action="store_true", help="also the share chosen on the clips (slow)")
     args = parser.parse_args(argv)
     model = load_model(args.weights)
