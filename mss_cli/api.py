@@ -127,8 +127,7 @@ class Separator:
         ``adapt``: tune the clips' vector on mixtures of them (``mss_cli.adapt``; a few seconds).
         ``nmf``: mix in the mask of NMF bases learned from the clips (``mss_cli.nmf``): True for
         the target whatever its clips, False never, None (the default) where the ``like`` and
-        ``not_`` clips sound alike to the encoder; each chunk then takes about five times the
-        network's time."""
+        ``not_`` clips sound alike to the encoder; a run with NMF takes about three times as long."""
         spec = TargetSpec(name, like, not_, profile, class_name, with_class, suppress, adapt, nmf)
         return self.add_spec(spec, sample_rate=sample_rate)
 

@@ -154,8 +154,8 @@ def make_separator(
     and the target's mask is the mean of its own (after suppression) and the partner's: a
     two-model ensemble that averages out part of each model's errors
     (`experiments/average-with-baseline.md`). A target's NMF ``bases`` (``Conditioning.bases``) mix
-    the NMF mask they give on the chunk into its mask, ``bases.share`` of it staying the network's
-    (``mss_cli.nmf``).
+    the NMF mask they give on the chunk's modelled bins, extended above as the network's is, into
+    its mask, ``bases.share`` of it staying the network's (``mss_cli.nmf``).
 
     Several targets: where their masks claim more than the whole of a time-frequency bin (sum over
     1), each is scaled by that sum, so the stems share the bin in proportion to their masks and the
@@ -186,6 +186,7 @@ def make_separator(
             [bound(t.model, v) for v in ([] if t.cond.unwanted is None else t.cond.unwanted)],
             None if t.partner is None else bound(t.partner.model, t.partner.vector),
             t.cond.bases,
+            t.model.config.bins,
         )
         for t in targets
     ]
@@ -211,7 +212,7 @@ def make_separator(
                 return model.mask(features[key], idle[width], shifts)
 
             masks = []
-            for own, unwanted, partner, bases in plans:
+            for own, unwanted, partner, bases, bins in plans:
                 m = mask(*own)
                 if unwanted:
                     most = mask(*unwanted[0])
@@ -221,7 +222,8 @@ def make_separator(
                 if partner is not None:
                     m = (m + mask(*partner)) / 2
                 if bases is not None:
-                    m = bases.share * m + (1 - bases.share) * nmf_mask(spec.abs().float(), bases).to(m.dtype)
+                    nmf = nmf_mask(spec.abs().float(), bases, bins)
+                    m = bases.share * m + (1 - bases.share) * nmf.to(m.dtype)
                 masks.append(m)
             if len(masks) > 1:
                 total = torch.stack(masks).sum(0).clamp_min(1.0)

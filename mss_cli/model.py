@@ -348,10 +348,7 @@ class ConditionedUNet(nn.Module):
             shifted = F.pad(feats, (delay, padded - frames - delay)) if padded != frames else feats
             # float32 whatever autocast ran the U-Net in: a bfloat16 mask times the complex64 STFT is slow.
             total = total + self.unet(shifted, films)[:, 0, :, delay : delay + frames].float()
-        mask = total / shifts
-        top = mask[:, -max(1, self.config.bins // 16) :].mean(dim=1, keepdim=True)
-        extra = self.config.stft_bins - self.config.bins
-        return torch.cat([mask, top.expand(-1, extra, -1)], dim=1)
+        return extend_mask(total / shifts, self.config.stft_bins)
 
     def apply_mask(self, spec: Tensor, mask: Tensor, length: int) -> Tensor:
         """Complex STFT (B, F, T) times a real mask (B, F, T) -> time signal (B, length)."""
@@ -362,6 +359,14 @@ class ConditionedUNet(nn.Module):
         """Mono signals (B, samples) and their conditioning (B, cond_dim) -> target estimate (B, samples)."""
         spec, feats = self.features(audio)
         return self.apply_mask(spec, self.mask(feats, cond), audio.shape[-1])
+
+
+def extend_mask(mask: Tensor, stft_bins: int) -> Tensor:
+    """A mask of the modelled bins (B, bins, T) -> all ``stft_bins`` (B, F, T): the bins above
+    take the mean of the top sixteenth of the modelled ones, as Spleeter extends its mask."""
+    bins = mask.shape[1]
+    top = mask[:, -max(1, bins // 16) :].mean(dim=1, keepdim=True)
+    return torch.cat([mask, top.expand(-1, stft_bins - bins, -1)], dim=1)
 
 
 def check_same_transform(model: ConditionedUNet, other: ConditionedUNet) -> None:

@@ -73,8 +73,26 @@ def test_the_share_mixes_the_two_masks(tiny_weights):
     assert torch.equal(separated(1.0), alone)
     torch.testing.assert_close(half, (alone + nmf_alone) / 2, atol=1e-5, rtol=0)
     spec = model.spectrogram.stft(rows)
-    expected = model.apply_mask(spec, nmf_mask(spec.abs(), ClipBases(*learned, 0.0)), rows.shape[-1])[0]
+    mask = nmf_mask(spec.abs(), ClipBases(*learned, 0.0), model.config.bins)
+    expected = model.apply_mask(spec, mask, rows.shape[-1])[0]
     torch.testing.assert_close(nmf_alone, expected, atol=1e-5, rtol=0)
+
+
+def test_nmf_on_the_modelled_bins_extends_its_mask_as_the_network_does(tiny_weights):
+    """Fitted on the lowest ``bins``, the mask there is what NMF of those bins alone gives, and
+    above it is the mean of the top sixteenth, as ``ConditionedUNet.mask`` extends its own."""
+    model = load_model(tiny_weights)
+    bins = model.config.bins
+    bases = ClipBases(
+        learn_bases(clip_magnitudes(model, [sine(440.0)])), learn_bases(clip_magnitudes(model, [sine(1320.0)])), 0.0
+    )
+    magnitude = model.spectrogram.stft(torch.from_numpy(sine(440.0) + sine(1320.0))[None]).abs()
+    mask = nmf_mask(magnitude, bases, bins)
+    low = ClipBases(bases.target[:bins], bases.other[:bins], 0.0)
+    assert mask.shape == magnitude.shape
+    torch.testing.assert_close(mask[:, :bins], nmf_mask(magnitude[:, :bins], low))
+    top = mask[:, bins - bins // 16 : bins].mean(1, keepdim=True)
+    torch.testing.assert_close(mask[:, bins:], top.expand(-1, magnitude.shape[1] - bins, -1))
 
 
 def test_nmf_is_mixed_in_where_the_clips_sound_alike(monkeypatch):
