@@ -136,7 +136,7 @@ class Separator:
         from dataclasses import replace
 
         from mss_cli.conditioning import class_condition, class_partner, condition, load_profile
-        from mss_cli.nmf import nmf_share
+        from mss_cli.nmf import clip_bases, nmf_share
         from mss_cli.profiles import profile_path
 
         trained = trained_classes_of(self.baseline) if spec.class_name is not None else ()
@@ -157,7 +157,6 @@ class Separator:
                 share = nmf_share(spec.nmf, cond.likeness)
                 if spec.adapt or share is not None:  # both work on the clips' pieces: decoded once
                     from mss_cli.adapt import adapt, pieces
-                    from mss_cli.nmf import clip_bases
 
                     targets, others = pieces(model, spec.like, sample_rate), pieces(model, spec.not_, sample_rate)
                     if spec.adapt:

@@ -211,6 +211,8 @@ def make_separator(
                     idle[width] = torch.zeros(rows.shape[0], width, device=device)
                 return model.mask(features[key], idle[width], shifts)
 
+            # NMF's input, once per chunk for every target that mixes NMF in
+            magnitude = spec.abs().float() if any(plan[3] is not None for plan in plans) else None
             masks = []
             for own, unwanted, partner, bases, bins in plans:
                 m = mask(*own)
@@ -222,7 +224,7 @@ def make_separator(
                 if partner is not None:
                     m = (m + mask(*partner)) / 2
                 if bases is not None:
-                    nmf = nmf_mask(spec.abs().float(), bases, bins)
+                    nmf = nmf_mask(magnitude, bases, bins)
                     m = bases.share * m + (1 - bases.share) * nmf.to(m.dtype)
                 masks.append(m)
             if len(masks) > 1:
