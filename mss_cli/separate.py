@@ -87,7 +87,8 @@ class SeparationOptions:
 
 @dataclass
 class Written:
-    """One output file, as reported by ``--json``."""
+    """One output file, as reported by ``--json``. ``nmf``: NMF's share of a target's mask where
+    it is mixed in (``mss_cli.nmf``), else None, so that a pipeline sees which targets had it."""
 
     input: str
     stem: str
@@ -97,6 +98,7 @@ class Written:
     seconds: float
     device: str
     clipped_samples: int = 0
+    nmf: float | None = None
 
 
 def separate_blocks(
@@ -255,6 +257,7 @@ def separate_file(
             raise
     seconds = time.time() - started
     device = str(targets[0].model.device)
+    nmf = {t.name: round(1 - t.cond.bases.share, 3) for t in targets if t.cond.bases is not None}
     return [
         Written(
             input=label,
@@ -265,6 +268,7 @@ def separate_file(
             seconds=round(seconds, 3),
             device=device,
             clipped_samples=writers[name].clipped,
+            nmf=nmf.get(name),
         )
         for name, dest in outputs.items()
     ]

@@ -109,6 +109,7 @@ def test_json_lines_describe_each_written_file(capsys, workdir, tiny_weights):
     for r in rows:
         assert Path(r["path"]).is_file() and r["sample_rate"] == 44100 and r["device"] == "cpu"
         assert abs(r["duration"] - 3.0) < 1e-6 and r["input"] == "song.wav" and r["seconds"] >= 0
+        assert r["nmf"] is None  # no --not clips: the network's mask alone
 
 
 def test_name_template_format_and_no_residual(capsys, workdir, tiny_weights):

@@ -124,7 +124,10 @@ def test_nmf_from_the_clips_in_the_cli_the_api_and_profiles(capsys, workdir, tin
         assert run(capsys, "embed", *like, *filter(None, [flag]), "-o", f"p{flag}", *w)[0] == 0
         assert json.loads(run(capsys, "profiles", "show", f"p{flag}", "--json")[1])["nmf_share"] == share
     monkeypatch.setattr(nmf, "ALIKE", -1.0)  # every clip sounds alike: NMF at half by default
-    assert run(capsys, "separate", "song.wav", *like, "-o", "out", *w)[0] == 0
+    code, out, _ = run(capsys, "separate", "song.wav", *like, "-o", "out", "--json", *w)
+    assert code == 0
+    shares = {r["stem"]: r["nmf"] for r in map(json.loads, out.splitlines())}
+    assert shares == {"like": 1 - ALIKE_SHARE, "no_like": None}
     assert run(capsys, "embed", *like, "-o", "mixed", *w)[0] == 0
     assert json.loads(run(capsys, "profiles", "show", "mixed", "--json")[1])["nmf_share"] == ALIKE_SHARE
     assert run(capsys, "separate", "song.wav", "--profile", "mixed", "-o", "again", *w)[0] == 0
