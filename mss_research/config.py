@@ -78,3 +78,11 @@ class TrainConfig:
         default=0.0,
         metadata=opt("How often a rendered stem or clip gets random production effects.", low=0.0, high=1.0),
     )
+    balance: float = field(
+        default=0.0,
+        metadata=opt(
+            "Even out the target classes of each dataset: 0 draws every stem alike, 1 every class alike.",
+            low=0.0,
+            high=1.0,
+        ),
+    )

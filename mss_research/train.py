@@ -607,6 +607,7 @@ class EpisodeBatches(torch.utils.data.IterableDataset):
             hide_unseen=self.cfg.hide_unseen,
             shares=shares,
             production=self.cfg.production,
+            balance=self.cfg.balance,
         )
         while True:
             sampler.example = int(sampler.rng.choice(self.cfg.example_seconds) * self.sample_rate)

@@ -257,6 +257,38 @@ def test_several_folders_are_drawn_by_their_shares(tiny_dataset, tiny_real_datas
         EpisodeSampler([tiny_dataset, tiny_real_dataset], "train", 44100, 22050, shares=[1.0])
 
 
+def test_balance_evens_out_the_target_classes():
+    """--balance: a class comes up in proportion to its stem count to the power 1 - balance."""
+    import random
+
+    from mss_research.data.episodes import class_weights
+
+    targets = [("w", {"class": "drums"})] * 90 + [("w", {"class": "cello"})] * 10
+    rng = random.Random(0)
+    for balance, cello in [(0.0, 0.1), (0.5, 10**0.5 / (90**0.5 + 10**0.5)), (1.0, 0.5)]:
+        draws = rng.choices(targets, cum_weights=class_weights(targets, balance), k=20000)
+        assert abs(sum(row["class"] == "cello" for _, row in draws) / len(draws) - cello) < 0.015
+
+
+def test_a_balanced_sampler_draws_rare_classes_more_often(tiny_dataset):
+    """The sampler's own draws follow --balance, and 0 keeps the draws an unbalanced sampler makes."""
+    from collections import Counter
+
+    def counts(sampler: EpisodeSampler) -> Counter:
+        return Counter(sampler.sample(positives=1, negatives=0).target_class for _ in range(300))
+
+    def balanced(balance: float) -> EpisodeSampler:
+        return EpisodeSampler(tiny_dataset, "train", 44100, 22050, seed=2, balance=balance)
+
+    plain, even = counts(balanced(0.0)), counts(balanced(1.0))
+    assert plain == counts(EpisodeSampler(tiny_dataset, "train", 44100, 22050, seed=2))
+    rarest = min(plain, key=plain.get)
+    assert even[rarest] > plain[rarest]
+    assert max(even.values()) - min(even.values()) < max(plain.values()) - min(plain.values())
+    with pytest.raises(ValueError, match="balance"):
+        EpisodeSampler(tiny_dataset, "train", 44100, 22050, balance=2.0)
+
+
 def test_production_effects_change_rendered_stems_and_keep_their_level(tiny_dataset, tiny_real_dataset, monkeypatch):
     """--production: rendered stems and clips come through random effects chains at their own RMS;
     recorded stems never do (they are produced already)."""

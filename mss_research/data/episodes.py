@@ -8,9 +8,10 @@ mixture, from other works); unseen classes are never training targets.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ class EpisodeSampler:
         hide_unseen: bool = False,
         shares: Sequence[float] | None = None,
         production: float = 0.0,
+        balance: float = 0.0,
     ) -> None:
         """``root``: one dataset folder, or several (synthetic renders and recorded stems) drawn from
         together: ``shares`` (one per folder, default equal) is how often an episode's target comes
@@ -66,6 +68,12 @@ class EpisodeSampler:
 
         ``production``: how often a rendered stem or clip goes through a random chain of production
         effects (``production.produce``); recorded stems are produced already.
+
+        ``balance`` evens out the target classes within each folder: a stem is drawn with weight
+        ``n ** -balance``, ``n`` its class's stems there, so a class comes up in proportion to
+        ``n ** (1 - balance)``. At 0 every stem is alike and the common classes (drums and bass in a
+        rendered band) fill most episodes; at 1 every class is alike, the rare ones' few stems
+        repeated often.
 
         ``hide_unseen`` leaves the unseen classes' stems out of the mixtures too, so that training
         never hears them. Otherwise they are interferers: never a target, always to be removed, which
@@ -114,7 +122,13 @@ class EpisodeSampler:
         if len(shares) != len(self.roots) or min(shares) < 0:
             raise ValueError("one non-negative share per dataset folder")
         per_root = [[t for t in self.targets if t[1]["root"] == i] for i in range(len(self.roots))]
-        self._target_groups = [(group, share) for group, share in zip(per_root, shares) if group and share > 0]
+        if not 0.0 <= balance <= 1.0:
+            raise ValueError("balance is between 0 and 1")
+        self._target_groups = [
+            (group, share, class_weights(group, balance) if balance else None)
+            for group, share in zip(per_root, shares)
+            if group and share > 0
+        ]
         if not self._target_groups:
             raise ValueError("every dataset folder with targets has a share of 0")
         self._cache: dict[tuple[int, str], np.ndarray] = {}
@@ -184,10 +198,10 @@ class EpisodeSampler:
         rng = self.rng
         while True:
             if len(self._target_groups) == 1:  # one draw, as a one-folder sampler always made
-                work, target_row = rng.choice(self._target_groups[0][0])
+                group, _, weights = self._target_groups[0]
             else:
-                groups, shares = zip(*self._target_groups)
-                work, target_row = rng.choice(rng.choices(groups, shares)[0])
+                group, _, weights = rng.choices(self._target_groups, [g[1] for g in self._target_groups])[0]
+            work, target_row = rng.choice(group) if weights is None else rng.choices(group, cum_weights=weights)[0]
             stems = self.works[work]
             length = self._audio(target_row).shape[0]
             start = rng.randrange(max(1, length - self.segment))
@@ -242,6 +256,13 @@ class EpisodeSampler:
                 negative_classes=used,
                 mixture_classes=[target_row["class"], *present],
             )
+
+
+def class_weights(targets: list[tuple[str, dict]], balance: float) -> list[float]:
+    """Cumulative draw weights of ``targets`` (work, stem row) that make each class come up in
+    proportion to its stem count to the power ``1 - balance``."""
+    counts = Counter(row["class"] for _, row in targets)
+    return list(accumulate(counts[row["class"]] ** -balance for _, row in targets))
 
 
 def collate(episodes: list[Episode]) -> dict[str, torch.Tensor]:
