@@ -192,7 +192,7 @@ class Separator:
             )
             partner = ", averaged with the class-conditioned model" if t.partner is not None else ""
             partner += f", adapted ({t.cond.adapted_steps} steps)" if t.cond.adapted_steps else ""
-            partner += f", NMF mixed in ({1 - t.cond.bases.share:.0%})" if t.cond.bases is not None else ""
+            partner += f", NMF mixed in ({t.cond.bases.mixed_in:.0%})" if t.cond.bases is not None else ""
             parts.append(f"{t.name}: {source}{partner}")
         return "; ".join(parts)
 

@@ -225,7 +225,7 @@ def make_separator(
                     m = (m + mask(*partner)) / 2
                 if bases is not None:
                     nmf = nmf_mask(magnitude, bases, bins)
-                    m = bases.share * m + (1 - bases.share) * nmf.to(m.dtype)
+                    m = bases.share * m + bases.mixed_in * nmf.to(m.dtype)
                 masks.append(m)
             if len(masks) > 1:
                 total = torch.stack(masks).sum(0).clamp_min(1.0)

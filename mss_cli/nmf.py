@@ -76,6 +76,11 @@ class ClipBases:
     other: torch.Tensor  # (F, COMPONENTS) from the --not clips
     share: float  # the network's share of the mixed mask, 0 to 1
 
+    @property
+    def mixed_in(self) -> float:
+        """NMF's share of the mixed mask (what the status line and ``--json`` report)."""
+        return 1 - self.share
+
 
 def learn_bases(magnitudes: list[torch.Tensor], components: int = COMPONENTS, seed: int = 0) -> torch.Tensor:
     """Bases (F, components) for the magnitude spectrograms (F, T_i) of one side's clips together."""

@@ -257,7 +257,7 @@ def separate_file(
             raise
     seconds = time.time() - started
     device = str(targets[0].model.device)
-    nmf = {t.name: round(1 - t.cond.bases.share, 3) for t in targets if t.cond.bases is not None}
+    nmf = {t.name: round(t.cond.bases.mixed_in, 3) for t in targets if t.cond.bases is not None}
     return [
         Written(
             input=label,
