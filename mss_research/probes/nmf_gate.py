@@ -18,7 +18,6 @@ One JSON line per episode goes to ``-o``; the threshold is chosen on one seed an
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import replace
 
@@ -29,11 +28,8 @@ from mss_cli.adapt import mixtures
 from mss_cli.conditioning import clip_likeness
 from mss_cli.evaluate import bss_sdr
 from mss_cli.metrics import sdr
-from mss_cli.weights import load_model
 from mss_research.data.episodes import Episode
-from mss_research.paper_eval import episodes_for
-from mss_research.probes.adapt import embed
-from mss_research.probes.nmf_mix import group_parser, model_estimate, nmf_with_negatives
+from mss_research.probes.nmf_mix import gate_rows, model_estimate
 
 SHARES = (0.75, 0.5)  # the network's share of the mixed estimate
 
@@ -64,24 +60,17 @@ def features(model, episode: Episode, pos: torch.Tensor, neg: torch.Tensor, seed
     }
 
 
+def measures(model, episode: Episode, pos, neg, floor: float, ours, theirs, index: int) -> dict[str, float]:
+    """The default's SDR improvement, NMF's mixed in at each share, and the clips' features."""
+    row = {"default": bss_sdr(episode.target, ours) - floor}
+    for w in SHARES:
+        row[f"mixed {w:g}"] = bss_sdr(episode.target, w * ours + (1 - w) * theirs) - floor
+    row.update(features(model, episode, pos, neg, index))
+    return row
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = group_parser(__doc__)
-    parser.add_argument("-o", "--out", required=True)
-    args = parser.parse_args(argv)
-    model = load_model(args.weights)
-    with open(args.out, "w") as out:
-        for index, episode in enumerate(episodes_for(args.data, args.group, args.episodes, args.seed)):
-            pos, neg = embed(model, episode.positives[:5]), embed(model, episode.negatives[:5])
-            floor = bss_sdr(episode.target, episode.mixture)
-            ours = model_estimate(model, pos, neg, episode)
-            theirs = nmf_with_negatives(model, episode)
-            row = {"index": index, "class": episode.target_class, "default": bss_sdr(episode.target, ours) - floor}
-            for w in SHARES:
-                row[f"mixed {w:g}"] = bss_sdr(episode.target, w * ours + (1 - w) * theirs) - floor
-            row.update(features(model, episode, pos, neg, index))
-            out.write(json.dumps(row) + "\n")
-            out.flush()
-            print(" ".join(f"{k}={v:+.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    gate_rows(__doc__, argv, measures)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ default method, overall and per class.
 from __future__ import annotations
 
 import argparse
+import json
 import random
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -84,6 +86,28 @@ def chosen_share(model, episode: Episode, pos: torch.Tensor, neg: torch.Tensor, 
             for k, w in enumerate(CHOICES):
                 scores[k] += sdr(target, w * ours + (1 - w) * theirs)
     return CHOICES[int(np.argmax(scores))]
+
+
+def gate_rows(doc: str, argv: list[str] | None, extra: Callable[..., dict]) -> None:
+    """The loop of the probes that study when to mix NMF in (``nmf_gate``, ``nmf_check``): for each
+    of a group's episodes, the default method's estimate and NMF's, and one JSON line to ``-o``
+    with the episode's index, class and what ``extra(model, episode, pos, neg, floor, ours,
+    theirs, index)`` measures."""
+    parser = group_parser(doc)
+    parser.add_argument("-o", "--out", required=True)
+    args = parser.parse_args(argv)
+    model = load_model(args.weights)
+    with open(args.out, "w") as out:
+        for index, episode in enumerate(episodes_for(args.data, args.group, args.episodes, args.seed)):
+            pos, neg = embed(model, episode.positives[:5]), embed(model, episode.negatives[:5])
+            floor = bss_sdr(episode.target, episode.mixture)
+            ours = model_estimate(model, pos, neg, episode)
+            theirs = nmf_with_negatives(model, episode)
+            row = {"index": index, "class": episode.target_class}
+            row.update(extra(model, episode, pos, neg, floor, ours, theirs, index))
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            print(" ".join(f"{k}={v:+.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
 
 
 def group_parser(doc: str) -> argparse.ArgumentParser:
