@@ -39,6 +39,7 @@ def profile_row(path: Path) -> dict:
     from mss_cli.conditioning import profile_adapted_steps, profile_metadata, profile_nmf_share
 
     meta = profile_metadata(path)
+    share = profile_nmf_share(path, meta)
     return {
         "name": path.stem,
         "path": str(path),
@@ -47,7 +48,8 @@ def profile_row(path: Path) -> dict:
         "positives": json.loads(meta.get("positives", "[]")),
         "negatives": json.loads(meta.get("negatives", "[]")),
         "adapted_steps": profile_adapted_steps(meta),
-        "nmf_share": profile_nmf_share(path, meta),
+        # NMF's share of the mixed mask, as ``mss separate --json`` says it (None: the network's alone)
+        "nmf": None if share is None else 1.0 - share,
     }
 
 

@@ -120,16 +120,17 @@ def test_nmf_from_the_clips_in_the_cli_the_api_and_profiles(capsys, workdir, tin
     assert code == 2 and "--nmf goes with --like or --target clips" in err
     like = ("--like", "like_1.wav", "--like", "like_2.flac", "--not", "not_1.wav")
     monkeypatch.setattr(nmf, "ALIKE", 1.0)  # no clips sound alike: only --nmf mixes NMF in
-    for flag, share in (("--nmf", SHARE), (None, None), ("--no-nmf", None)):
+    for flag, share in (("--nmf", 1 - SHARE), (None, None), ("--no-nmf", None)):
         assert run(capsys, "embed", *like, *filter(None, [flag]), "-o", f"p{flag}", *w)[0] == 0
-        assert json.loads(run(capsys, "profiles", "show", f"p{flag}", "--json")[1])["nmf_share"] == share
+        assert json.loads(run(capsys, "profiles", "show", f"p{flag}", "--json")[1])["nmf"] == share
     monkeypatch.setattr(nmf, "ALIKE", -1.0)  # every clip sounds alike: NMF at half by default
     code, out, _ = run(capsys, "separate", "song.wav", *like, "-o", "out", "--json", *w)
     assert code == 0
     shares = {r["stem"]: r["nmf"] for r in map(json.loads, out.splitlines())}
     assert shares == {"like": 1 - ALIKE_SHARE, "no_like": None}
     assert run(capsys, "embed", *like, "-o", "mixed", *w)[0] == 0
-    assert json.loads(run(capsys, "profiles", "show", "mixed", "--json")[1])["nmf_share"] == ALIKE_SHARE
+    # the profile says NMF's share as mss separate --json does
+    assert json.loads(run(capsys, "profiles", "show", "mixed", "--json")[1])["nmf"] == shares["like"]
     assert run(capsys, "separate", "song.wav", "--profile", "mixed", "-o", "again", *w)[0] == 0
     # a profile separates as its clips did (stems named after the clips, then after the profile)
     for stem, again in (("like.wav", "mixed.wav"), ("no_like.wav", "no_mixed.wav")):
