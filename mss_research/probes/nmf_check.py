@@ -25,22 +25,20 @@ from mss_research.probes.nmf_mix import gate_rows
 
 
 def heard(model, estimate: np.ndarray) -> torch.Tensor:
-    """The unit mean embedding of an estimate, cut into clip-length windows as the clips were."""
+    """Embeddings of an estimate cut into clip-length windows, as the clips were embedded."""
     size = int(EXAMPLE_SECONDS * model.config.sample_rate)
-    windows = np.stack([estimate[i : i + size] for i in range(0, len(estimate) - size + 1, size)])
-    return torch.nn.functional.normalize(embed(model, windows).mean(0), dim=-1)
+    return embed(model, np.stack([estimate[i : i + size] for i in range(0, len(estimate) - size + 1, size)]))
 
 
 def measures(model, episode, pos, neg, floor: float, ours, theirs, index: int) -> dict[str, float]:
-    """The clips' likeness, and each candidate's SDR improvement and cosines to both sides' clips."""
-    like = torch.nn.functional.normalize(pos.mean(0), dim=-1)
-    unlike = torch.nn.functional.normalize(neg.mean(0), dim=-1)
+    """The clips' likeness, and each candidate's SDR improvement and the likeness of its windows to
+    both sides' clips (``clip_likeness``, the cosine of mean embeddings the default's gate reads)."""
     row = {"likeness": clip_likeness(pos, neg)}
     for name, estimate in (("net", ours), ("nmf", theirs), ("half", 0.5 * ours + 0.5 * theirs)):
-        vector = heard(model, estimate)
+        windows = heard(model, estimate)
         row[name] = bss_sdr(episode.target, estimate) - floor
-        row[f"{name} like"] = float(vector @ like)
-        row[f"{name} unlike"] = float(vector @ unlike)
+        row[f"{name} like"] = clip_likeness(windows, pos)
+        row[f"{name} unlike"] = clip_likeness(windows, neg)
     return row
 
 
