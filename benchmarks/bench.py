@@ -220,11 +220,12 @@ def main() -> None:
 
 
 def nmf_rows(tmp_path: Path, track_path: Path, clips: list[str], args: argparse.Namespace) -> list[tuple[str, str]]:
-    """What NMF costs: the track with 2 --not clips, with --no-nmf and with --nmf (median of 3)."""
+    """What NMF costs: the track with 2 --not clips, with --no-nmf, by default (NMF joined in
+    wherever there are --not clips) and with --nmf (median of 3)."""
     negatives = sorted(str(p) for p in (EXAMPLES / "clips").glob("bass_*.flac"))[1:3]
     common = ["--like", *clips, "--not", *negatives, "--device", "cpu", "--quiet", "--overwrite"]
     rows = []
-    for label, extra in (("--no-nmf", ["--no-nmf"]), ("--nmf", ["--nmf"])):
+    for label, extra in (("--no-nmf", ["--no-nmf"]), ("default", []), ("--nmf", ["--nmf"])):
         wall, _ = separate_median(track_path, [*common, *extra, "-o", str(tmp_path / "nmf")], threads=args.threads)
         rows.append(
             (

@@ -125,9 +125,10 @@ class Separator:
         keep; files, or arrays at ``sample_rate``), a ``profile`` (a name or a path) or a
         ``class_name``; returns its stem's name (``name``, or one ``TargetSpec`` derives).
         ``adapt``: tune the clips' vector on mixtures of them (``mss_cli.adapt``; a few seconds).
-        ``nmf``: mix in the mask of NMF bases learned from the clips (``mss_cli.nmf``): True for
-        the target whatever its clips, False never, None (the default) where the ``like`` and
-        ``not_`` clips sound alike to the encoder; a run with NMF takes about three times as long."""
+        ``nmf``: how the mask of NMF bases learned from the ``like`` and ``not_`` clips joins the
+        network's (``mss_cli.nmf.nmf_join``): None (the default) half where the clips sound alike
+        to the encoder and a little elsewhere, True more of it, False none; without ``not_``
+        clips none. NMF makes a run about 2.5 times as long (``--no-nmf`` for speed)."""
         spec = TargetSpec(name, like, not_, profile, class_name, with_class, suppress, adapt, nmf)
         return self.add_spec(spec, sample_rate=sample_rate)
 
@@ -136,7 +137,7 @@ class Separator:
         from dataclasses import replace
 
         from mss_cli.conditioning import class_condition, class_partner, condition, load_profile
-        from mss_cli.nmf import clip_bases, nmf_share
+        from mss_cli.nmf import clip_bases, nmf_join
         from mss_cli.profiles import profile_path
 
         trained = trained_classes_of(self.baseline) if spec.class_name is not None else ()
@@ -154,15 +155,15 @@ class Separator:
                     cond = replace(cond, bases=None)
             else:
                 cond = condition(model, spec.like, spec.not_, sample_rate)
-                share = nmf_share(spec.nmf, cond.likeness)
-                if spec.adapt or share is not None:  # both work on the clips' pieces: decoded once
+                join = nmf_join(spec.nmf, cond.likeness)
+                if spec.adapt or join is not None:  # both work on the clips' pieces: decoded once
                     from mss_cli.adapt import adapt, pieces
 
                     targets, others = pieces(model, spec.like, sample_rate), pieces(model, spec.not_, sample_rate)
                     if spec.adapt:
                         cond = adapt(model, cond, targets, others)
-                    if share is not None:
-                        cond = replace(cond, bases=clip_bases(model, targets, others, share))
+                    if join is not None:
+                        cond = replace(cond, bases=clip_bases(model, targets, others, *join))
             if spec.with_class:
                 partner = class_partner(model, self.class_model, spec.with_class)
         if not spec.suppress:
@@ -192,7 +193,9 @@ class Separator:
             )
             partner = ", averaged with the class-conditioned model" if t.partner is not None else ""
             partner += f", adapted ({t.cond.adapted_steps} steps)" if t.cond.adapted_steps else ""
-            partner += f", NMF mixed in ({t.cond.bases.mixed_in:.0%})" if t.cond.bases is not None else ""
+            if t.cond.bases is not None:
+                of = " of the log-odds" if t.cond.bases.odds else ""
+                partner += f", NMF joined in ({t.cond.bases.mixed_in:.0%}{of})"
             parts.append(f"{t.name}: {source}{partner}")
         return "; ".join(parts)
 

@@ -88,7 +88,9 @@ def separate(
     name: str | None = typer.Option(None, "--name", help="Name of a single target's stem."),
     adapt: bool = typer.Option(False, "--adapt", help="Tune clip targets on mixtures of their --like and --not clips."),
     nmf: bool | None = typer.Option(
-        None, "--nmf/--no-nmf", help="Mix in NMF from the --like and --not clips [default: where they sound alike]."
+        None,
+        "--nmf/--no-nmf",
+        help="More NMF from the --like and --not clips, or none [default: half where alike, a little elsewhere].",
     ),
     out: str = typer.Option("separated", "--out", "-o", help="Output folder, or - (stdout)."),
     filename: str = typer.Option(
@@ -216,7 +218,9 @@ def embed(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing profile."),
     adapt: bool = typer.Option(False, "--adapt", help="Tune the vector on mixtures of the --like and --not clips."),
     nmf: bool | None = typer.Option(
-        None, "--nmf/--no-nmf", help="Store NMF from the --like and --not clips [default: where they sound alike]."
+        None,
+        "--nmf/--no-nmf",
+        help="Store more NMF from the --like and --not clips, or none [default: as mss separate joins it].",
     ),
     device: str = typer.Option("auto", "--device", "-d"),
     weights: Path | None = typer.Option(None, "--weights", help="Model file (default: the shipped model)."),

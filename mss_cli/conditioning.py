@@ -215,7 +215,7 @@ def clip_likeness(positive: torch.Tensor, negative: torch.Tensor) -> float:
     """The cosine between the mean embeddings of the positive (P, E) and negative (M, E) clips.
     Near 1, the encoder hears the target like what it is to leave out (violin against viola), so
     its vector steers the separator poorly and NMF from the clips decides the bins best
-    (``mss_cli.nmf.nmf_share``)."""
+    (``mss_cli.nmf.nmf_join``)."""
     import torch
 
     return float(torch.nn.functional.cosine_similarity(positive.float().mean(0), negative.float().mean(0), dim=0))
@@ -318,6 +318,7 @@ def save_profile(cond: Conditioning, path: str | Path, overwrite: bool = False) 
         tensors[PROFILE_UNWANTED] = cond.unwanted.float().contiguous()
     if cond.bases is not None:
         meta["nmf_share"] = str(cond.bases.share)
+        meta["nmf_join"] = cond.bases.join
         for key, bases in zip(PROFILE_BASES, (cond.bases.target, cond.bases.other)):
             tensors[key] = bases.float().contiguous()
     return write_safetensors(tensors, path, meta)
@@ -352,17 +353,19 @@ def profile_bases(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, 
     if not any(key in tensors for key in PROFILE_BASES):
         return None
     bins = model.config.stft_bins
-    share = profile_nmf_share(path, meta)
+    nmf = profile_nmf(path, meta)
     bases = [tensors.get(key) for key in PROFILE_BASES]
-    if share is None or any(b is None or b.ndim != 2 or b.shape[0] != bins for b in bases):
+    if nmf is None or any(b is None or b.ndim != 2 or b.shape[0] != bins for b in bases):
         raise UsageError(f"{path}: corrupt profile (NMF bases or share that do not fit the model, {bins} bins)")
     if any(bool((b < 0).any()) for b in bases):
         raise UsageError(f"{path}: corrupt profile (negative NMF bases)")
-    return ClipBases(bases[0], bases[1], share)
+    share, join = nmf
+    return ClipBases(bases[0], bases[1], share, join == "odds")
 
 
-def profile_nmf_share(path: str | Path, meta: dict[str, str]) -> float | None:
-    """The network's share of a profile's mixed mask (``mss_cli.nmf``); None without NMF."""
+def profile_nmf(path: str | Path, meta: dict[str, str]) -> tuple[float, str] | None:
+    """The network's share of a profile's joined mask and how the masks join ("mean" or "odds",
+    ``mss_cli.nmf.ClipBases``); None without NMF. A profile that does not say how holds a mean."""
     if "nmf_share" not in meta:
         return None
     try:
@@ -371,7 +374,10 @@ def profile_nmf_share(path: str | Path, meta: dict[str, str]) -> float | None:
         share = -1.0
     if not 0.0 <= share <= 1.0:
         raise UsageError(f"{path}: corrupt profile (nmf_share {meta['nmf_share']!r} is not from 0 to 1)")
-    return share
+    join = meta.get("nmf_join", "mean")
+    if join not in ("mean", "odds"):
+        raise UsageError(f"{path}: corrupt profile (nmf_join {join!r} is not mean or odds)")
+    return share, join
 
 
 def profile_adapted_steps(meta: dict[str, str]) -> int:

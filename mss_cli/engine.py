@@ -20,7 +20,7 @@ import torch
 from mss_cli.device import Precision, autocast_dtype
 from mss_cli.level import gain_to
 from mss_cli.model import bind_conditioning, check_same_transform, take_out
-from mss_cli.nmf import nmf_mask
+from mss_cli.nmf import mix_masks, nmf_mask
 
 if TYPE_CHECKING:
     from mss_cli.targets import Target
@@ -224,8 +224,7 @@ def make_separator(
                 if partner is not None:
                     m = (m + mask(*partner)) / 2
                 if bases is not None:
-                    nmf = nmf_mask(magnitude, bases, bins)
-                    m = bases.share * m + bases.mixed_in * nmf.to(m.dtype)
+                    m = mix_masks(m, nmf_mask(magnitude, bases, bins), bases)
                 masks.append(m)
             if len(masks) > 1:
                 total = torch.stack(masks).sum(0).clamp_min(1.0)

@@ -36,10 +36,10 @@ def existing_profile(value: str | Path) -> Path:
 
 def profile_row(path: Path) -> dict:
     """What ``mss profiles`` says of one profile (a corrupt one is a ``UsageError``)."""
-    from mss_cli.conditioning import profile_adapted_steps, profile_metadata, profile_nmf_share
+    from mss_cli.conditioning import profile_adapted_steps, profile_metadata, profile_nmf
 
     meta = profile_metadata(path)
-    share = profile_nmf_share(path, meta)
+    nmf = profile_nmf(path, meta)
     return {
         "name": path.stem,
         "path": str(path),
@@ -48,8 +48,10 @@ def profile_row(path: Path) -> dict:
         "positives": json.loads(meta.get("positives", "[]")),
         "negatives": json.loads(meta.get("negatives", "[]")),
         "adapted_steps": profile_adapted_steps(meta),
-        # NMF's share of the mixed mask, as ``mss separate --json`` says it (None: the network's alone)
-        "nmf": None if share is None else 1.0 - share,
+        # NMF's share of the joined mask and how it joins, as ``mss separate --json`` says them
+        # (None: the network's alone)
+        "nmf": None if nmf is None else 1.0 - nmf[0],
+        "nmf_join": None if nmf is None else nmf[1],
     }
 
 

@@ -88,7 +88,8 @@ class SeparationOptions:
 @dataclass
 class Written:
     """One output file, as reported by ``--json``. ``nmf``: NMF's share of a target's mask where
-    it is mixed in (``mss_cli.nmf``), else None, so that a pipeline sees which targets had it."""
+    it is joined in (``mss_cli.nmf``), else None, so that a pipeline sees which targets had it;
+    ``nmf_join``: how, "mean" (of the masks) or "odds" (of their log-odds)."""
 
     input: str
     stem: str
@@ -99,6 +100,7 @@ class Written:
     device: str
     clipped_samples: int = 0
     nmf: float | None = None
+    nmf_join: str | None = None
 
 
 def separate_blocks(
@@ -257,7 +259,7 @@ def separate_file(
             raise
     seconds = time.time() - started
     device = str(targets[0].model.device)
-    nmf = {t.name: round(t.cond.bases.mixed_in, 3) for t in targets if t.cond.bases is not None}
+    joins = {t.name: t.cond.bases for t in targets if t.cond.bases is not None}
     return [
         Written(
             input=label,
@@ -268,7 +270,8 @@ def separate_file(
             seconds=round(seconds, 3),
             device=device,
             clipped_samples=writers[name].clipped,
-            nmf=nmf.get(name),
+            nmf=round(joins[name].mixed_in, 3) if name in joins else None,
+            nmf_join=joins[name].join if name in joins else None,
         )
         for name, dest in outputs.items()
     ]

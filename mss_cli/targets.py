@@ -48,8 +48,8 @@ class TargetSpec:
     profile, or a class of the class-conditioned model; ``with_class`` averages a clip or profile
     target with that model's separation of the class; ``suppress=False`` keeps the negatives'
     steering but not their suppression passes; ``adapt`` tunes the vector on mixtures of the clips
-    (``mss_cli.adapt``); ``nmf`` mixes in the mask of NMF bases learned from the clips: True
-    always, False never, None where the clips sound alike (``mss_cli.nmf.nmf_share``)."""
+    (``mss_cli.adapt``); ``nmf`` joins the mask of NMF bases learned from the clips to the
+    network's: True with more of NMF's, False never, None by default (``mss_cli.nmf.nmf_join``)."""
 
     name: str | None = None
     like: tuple[str | os.PathLike | np.ndarray, ...] = ()

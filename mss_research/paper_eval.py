@@ -36,7 +36,7 @@ from mss_cli.evaluate import bss_sdr
 from mss_cli.level import at_level, level_dbfs
 from mss_cli.metrics import si_sdr
 from mss_cli.model import ModelConfig, Spectrogram
-from mss_cli.nmf import ClipBases, clip_bases, kl_nmf, nmf_share
+from mss_cli.nmf import ClipBases, clip_bases, kl_nmf, nmf_join
 from mss_cli.report import Case
 from mss_cli.targets import Target
 from mss_research.data.episodes import Episode, EpisodeSampler
@@ -66,8 +66,8 @@ FEWSHOT_5 = "few-shot, 5 positives"
 FEWSHOT_5_NEG = "few-shot, 5 positives + 5 negatives"
 FEWSHOT_5_SUPPRESSED = "few-shot, 5 positives + 5 suppressed negatives"
 AVERAGED = ", averaged with the baseline"  # the suffix of the methods that --class with --like runs
-NMF_MIXED = FEWSHOT_5_SUPPRESSED + ", NMF mixed in"  # what --nmf runs
-NMF_ALIKE = FEWSHOT_5_SUPPRESSED + ", NMF where the clips sound alike"  # what mss separate runs by default
+NMF_MORE = FEWSHOT_5_SUPPRESSED + ", NMF joined in (--nmf)"  # what --nmf runs
+NMF_DEFAULT = FEWSHOT_5_SUPPRESSED + ", NMF joined in (default)"  # what mss separate runs by default
 SETTING = f"{SEGMENT_SECONDS:g}-s mono segments, {EXAMPLE_SECONDS:g}-s example clips"
 # The paired differences the table states: what each use of the examples adds, and the baseline.
 COMPARISONS = (
@@ -80,10 +80,10 @@ COMPARISONS = (
     (FEWSHOT_5_SUPPRESSED + AVERAGED, FEWSHOT_5_SUPPRESSED),
     (FEWSHOT_5, NMF),
     (FEWSHOT_5_SUPPRESSED, NMF),
-    (NMF_MIXED, FEWSHOT_5_SUPPRESSED),
-    (NMF_MIXED, NMF),
-    (NMF_ALIKE, FEWSHOT_5_SUPPRESSED),
-    (NMF_ALIKE, NMF),
+    (NMF_MORE, FEWSHOT_5_SUPPRESSED),
+    (NMF_MORE, NMF),
+    (NMF_DEFAULT, FEWSHOT_5_SUPPRESSED),
+    (NMF_DEFAULT, NMF),
 )
 
 
@@ -120,8 +120,8 @@ def fewshot(
         neg = embed(neg_clips) if len(neg_clips) else None
         cond = model.conditioning(pos, neg)
         unwanted = unwanted_vectors(model, pos[0], neg[0]) if suppressed and neg is not None else None
-    share = nmf_share(nmf, None if neg is None else clip_likeness(pos[0], neg[0]))
-    bases = None if share is None else clip_bases(model, list(episode.positives[:positives]), list(neg_clips), share)
+    join = nmf_join(nmf, None if neg is None else clip_likeness(pos[0], neg[0]))
+    bases = None if join is None else clip_bases(model, list(episode.positives[:positives]), list(neg_clips), *join)
     return separate_episode(model, cond[0], episode, unwanted, shifts, partner, bases)
 
 
@@ -263,8 +263,8 @@ def evaluate(
         "few-shot, 10 positives": lambda e: fewshot(model, e, 10, 0),
         FEWSHOT_5_NEG: lambda e: fewshot(model, e, 5, 5),
         FEWSHOT_5_SUPPRESSED: lambda e: fewshot(model, e, 5, 5, suppressed=True),
-        NMF_MIXED: lambda e: fewshot(model, e, 5, 5, suppressed=True, nmf=True),
-        NMF_ALIKE: lambda e: fewshot(model, e, 5, 5, suppressed=True, nmf=None),
+        NMF_MORE: lambda e: fewshot(model, e, 5, 5, suppressed=True, nmf=True),
+        NMF_DEFAULT: lambda e: fewshot(model, e, 5, 5, suppressed=True, nmf=None),
     }
     if baseline is not None:
         every[BASELINE] = lambda e: classcond(baseline, e)

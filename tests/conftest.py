@@ -28,14 +28,15 @@ def tone(seconds: float, rate: int = 44100, freq: float = 440.0, channels: int =
 
 @pytest.fixture(autouse=True)
 def clips_never_alike(request, monkeypatch) -> None:
-    """The tiny random model's encoder hears every clip alike (cosine about 1), so by default every
-    target with --not clips would mix NMF in (``mss_cli.nmf.nmf_share``). Tests made with the tiny
-    model check the network's path unless they set ``nmf.ALIKE`` themselves (``test_nmf.py``);
-    tests of the shipped weights keep the product's threshold."""
+    """By default every target with --not clips joins NMF's mask in (``mss_cli.nmf.nmf_join``).
+    Tests made with the tiny model check the network's path unless they set ``nmf.ALIKE`` and
+    ``nmf.ODDS_SHARE`` themselves (``test_nmf.py``): no clips sound alike, and elsewhere the
+    network's mask stands; tests of the shipped weights keep the product's joins."""
     if "shipped" not in request.node.path.name:
         from mss_cli import nmf
 
         monkeypatch.setattr(nmf, "ALIKE", 1.0)
+        monkeypatch.setattr(nmf, "ODDS_SHARE", None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 from conftest import run_mss as run
+from safetensors.torch import load_file, save_file
 
 from mss_cli import nmf
 from mss_cli.api import Separator
@@ -19,16 +20,18 @@ from mss_cli.errors import UsageError
 from mss_cli.nmf import (
     ALIKE,
     ALIKE_SHARE,
-    SHARE,
+    NMF_ODDS_SHARE,
+    ODDS_SHARE,
     ClipBases,
     clip_magnitudes,
     kl_nmf,
     learn_bases,
+    mix_masks,
+    nmf_join,
     nmf_mask,
-    nmf_share,
 )
 from mss_cli.targets import Target, TargetSpec
-from mss_cli.weights import load_model
+from mss_cli.weights import load_model, read_metadata
 
 
 def sine(freq: float, seconds: float = 1.0, rate: int = 44100) -> np.ndarray:
@@ -95,14 +98,31 @@ def test_nmf_on_the_modelled_bins_extends_its_mask_as_the_network_does(tiny_weig
     torch.testing.assert_close(mask[:, bins:], top.expand(-1, magnitude.shape[1] - bins, -1))
 
 
-def test_nmf_is_mixed_in_where_the_clips_sound_alike(monkeypatch):
-    """By default (None) only where the encoder hears the clips alike, and then at half; --nmf
-    everywhere, --no-nmf nowhere; nothing without --not clips to learn unwanted bases from."""
-    monkeypatch.setattr(nmf, "ALIKE", ALIKE)  # the product's threshold (conftest pins it shut)
-    assert nmf_share(None, ALIKE + 0.1) == ALIKE_SHARE == nmf_share(True, ALIKE + 0.1)
-    assert nmf_share(None, ALIKE - 0.1) is None and nmf_share(True, ALIKE - 0.1) == SHARE
-    assert nmf_share(False, 1.0) is None and nmf_share(None, None) is None
-    assert ALIKE_SHARE < SHARE < 1
+def test_nmf_joins_as_a_mean_where_the_clips_sound_alike_and_in_log_odds_elsewhere(monkeypatch):
+    """Where the encoder hears the clips alike, half each of the masks (by default and with --nmf);
+    elsewhere a small share of the log-odds, more of it with --nmf; --no-nmf nowhere; nothing
+    without --not clips to learn unwanted bases from."""
+    monkeypatch.setattr(nmf, "ALIKE", ALIKE)  # the product's joins (conftest pins them shut)
+    monkeypatch.setattr(nmf, "ODDS_SHARE", ODDS_SHARE)
+    assert nmf_join(None, ALIKE + 0.1) == (ALIKE_SHARE, False) == nmf_join(True, ALIKE + 0.1)
+    assert nmf_join(None, ALIKE - 0.1) == (ODDS_SHARE, True)
+    assert nmf_join(True, ALIKE - 0.1) == (NMF_ODDS_SHARE, True)
+    assert nmf_join(False, 1.0) is None and nmf_join(None, None) is None
+    assert ALIKE_SHARE < NMF_ODDS_SHARE < ODDS_SHARE < 1
+
+
+def test_a_log_odds_join_keeps_what_either_mask_is_sure_of():
+    """A mean of the masks lets NMF's share through where the network shuts a bin; a mean of their
+    log-odds keeps it nearly shut, and where the network is unsure (0.5) NMF decides."""
+    network = torch.tensor([[[1e-6, 0.5, 1.0 - 1e-6]]])
+    theirs = torch.tensor([[[0.9, 0.9, 0.1]]])
+    bases = ClipBases(torch.ones(1, 1), torch.ones(1, 1), 0.85)
+    mean = mix_masks(network, theirs, bases)
+    odds = mix_masks(network, theirs, replace(bases, odds=True))
+    torch.testing.assert_close(mean, 0.85 * network + 0.15 * theirs)
+    assert odds[0, 0, 0] < 1e-3 < mean[0, 0, 0] and odds[0, 0, 2] > 0.99 > mean[0, 0, 2]
+    assert 0.5 < odds[0, 0, 1] < 0.9
+    torch.testing.assert_close(mix_masks(network, network, replace(bases, odds=True)), network.clamp(1e-4, 1 - 1e-4))
 
 
 def test_likeness_is_the_cosine_of_the_clips_mean_embeddings():
@@ -119,18 +139,25 @@ def test_nmf_from_the_clips_in_the_cli_the_api_and_profiles(capsys, workdir, tin
     code, _, err = run(capsys, "separate", "song.wav", "--class", "drums", "--nmf", *w)
     assert code == 2 and "--nmf goes with --like or --target clips" in err
     like = ("--like", "like_1.wav", "--like", "like_2.flac", "--not", "not_1.wav")
-    monkeypatch.setattr(nmf, "ALIKE", 1.0)  # no clips sound alike: only --nmf mixes NMF in
-    for flag, share in (("--nmf", 1 - SHARE), (None, None), ("--no-nmf", None)):
+    # no clips sound alike, and the default leaves the network's mask alone elsewhere (conftest)
+    for flag, share, join in (("--nmf", 1 - NMF_ODDS_SHARE, "odds"), (None, None, None), ("--no-nmf", None, None)):
         assert run(capsys, "embed", *like, *filter(None, [flag]), "-o", f"p{flag}", *w)[0] == 0
-        assert json.loads(run(capsys, "profiles", "show", f"p{flag}", "--json")[1])["nmf"] == share
-    monkeypatch.setattr(nmf, "ALIKE", -1.0)  # every clip sounds alike: NMF at half by default
+        shown = json.loads(run(capsys, "profiles", "show", f"p{flag}", "--json")[1])
+        assert (shown["nmf"], shown["nmf_join"]) == (pytest.approx(share), join)
+    monkeypatch.setattr(nmf, "ODDS_SHARE", ODDS_SHARE)  # the product's default: log-odds elsewhere
+    code, out, _ = run(capsys, "separate", "song.wav", *like, "-o", "odds", "--json", *w)
+    assert code == 0
+    joins = {r["stem"]: (r["nmf"], r["nmf_join"]) for r in map(json.loads, out.splitlines())}
+    assert joins == {"like": (round(1 - ODDS_SHARE, 3), "odds"), "no_like": (None, None)}
+    monkeypatch.setattr(nmf, "ALIKE", -1.0)  # every clip sounds alike: half of each mask
     code, out, _ = run(capsys, "separate", "song.wav", *like, "-o", "out", "--json", *w)
     assert code == 0
-    shares = {r["stem"]: r["nmf"] for r in map(json.loads, out.splitlines())}
-    assert shares == {"like": 1 - ALIKE_SHARE, "no_like": None}
+    joins = {r["stem"]: (r["nmf"], r["nmf_join"]) for r in map(json.loads, out.splitlines())}
+    assert joins == {"like": (1 - ALIKE_SHARE, "mean"), "no_like": (None, None)}
     assert run(capsys, "embed", *like, "-o", "mixed", *w)[0] == 0
-    # the profile says NMF's share as mss separate --json does
-    assert json.loads(run(capsys, "profiles", "show", "mixed", "--json")[1])["nmf"] == shares["like"]
+    # the profile says NMF's share and join as mss separate --json does
+    shown = json.loads(run(capsys, "profiles", "show", "mixed", "--json")[1])
+    assert (shown["nmf"], shown["nmf_join"]) == joins["like"]
     assert run(capsys, "separate", "song.wav", "--profile", "mixed", "-o", "again", *w)[0] == 0
     # a profile separates as its clips did (stems named after the clips, then after the profile)
     for stem, again in (("like.wav", "mixed.wav"), ("no_like.wav", "no_mixed.wav")):
@@ -146,7 +173,7 @@ def test_nmf_from_the_clips_in_the_cli_the_api_and_profiles(capsys, workdir, tin
     separator = Separator(tiny_weights, device="cpu")
     separator.add("strings", like=[sine(440.0), sine(440.0) * 0.5], not_=[sine(1320.0)], sample_rate=44100)
     separator.add("alone", like=[sine(440.0)], sample_rate=44100)  # no --not: nothing to learn from
-    assert "strings: 2 example(s), 1 negative(s) (suppressed), NMF mixed in (50%)" in separator.describe()
+    assert "strings: 2 example(s), 1 negative(s) (suppressed), NMF joined in (50%)" in separator.describe()
     assert "alone: 1 example(s); " in separator.describe() + "; "
     mix = sine(440.0) + sine(1320.0)
     stems = separator.separate(mix, 44100)
@@ -164,6 +191,19 @@ def test_a_profile_with_bases_that_do_not_fit_is_refused(workdir, tiny_weights):
     )
     loaded = load_profile(path, model).bases
     assert loaded is not None and loaded.share == 0.5 and torch.equal(loaded.target, good.target)
+    assert not loaded.odds
+    odds = replace(good, share=0.85, odds=True)
+    path = save_profile(Conditioning(vector, model.model_id, [], [], bases=odds), workdir / "o.safetensors")
+    assert load_profile(path, model).bases.odds
+    tensors, meta = load_file(path), read_metadata(path)
+    for join, odds in ((None, False), ("max", None)):  # a profile that does not say how holds a mean
+        meta = {k: v for k, v in meta.items() if k != "nmf_join"} | ({} if join is None else {"nmf_join": join})
+        save_file(tensors, str(path), meta)
+        if odds is None:
+            with pytest.raises(UsageError, match="nmf_join 'max' is not mean or odds"):
+                load_profile(path, model)
+        else:
+            assert load_profile(path, model).bases.odds is odds
     bad = ClipBases(torch.rand(bins - 1, 4), torch.rand(bins, 4), 0.5)
     path = save_profile(Conditioning(vector, model.model_id, [], [], bases=bad), workdir / "q.safetensors")
     with pytest.raises(UsageError, match="NMF bases or share that do not fit"):

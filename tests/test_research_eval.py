@@ -11,6 +11,7 @@ from conftest import tone
 
 from mss_cli.errors import UsageError
 from mss_cli.evaluate import bss_sdr
+from mss_cli.nmf import ODDS_SHARE
 from mss_cli.report import Case, table
 from mss_cli.weights import load_model
 from mss_research import paper_eval as pe
@@ -46,8 +47,9 @@ def test_methods_table_on_a_tiny_dataset(tmp_path, tiny_dataset, tiny_weights, t
 
 
 def test_the_default_method_mixes_nmf_in_as_mss_separate_does(tiny_dataset, tiny_weights, monkeypatch):
-    """``NMF_ALIKE`` follows ``mss_cli.nmf.nmf_share``: the network alone where the clips do not
-    sound alike, and where they do, what ``--nmf`` gives too (half NMF)."""
+    """``NMF_DEFAULT`` follows ``mss_cli.nmf.nmf_join``: with no join elsewhere (conftest), the
+    network alone where the clips do not sound alike, and where they do, what ``--nmf`` gives too
+    (half NMF); with the product's log-odds join elsewhere, NMF joins in there too."""
     from mss_cli import nmf
 
     model = load_model(tiny_weights)
@@ -62,6 +64,10 @@ def test_the_default_method_mixes_nmf_in_as_mss_separate_does(tiny_dataset, tiny
     monkeypatch.setattr(nmf, "ALIKE", -1.0)  # everything sounds alike
     np.testing.assert_array_equal(run(None), run(True))
     assert not np.array_equal(run(None), run(False))
+    monkeypatch.setattr(nmf, "ALIKE", 1.0)
+    monkeypatch.setattr(nmf, "ODDS_SHARE", ODDS_SHARE)  # the product's join where nothing sounds alike
+    default, forced, alone = run(None), run(True), run(False)
+    assert not np.array_equal(default, alone) and not np.array_equal(default, forced)
 
 
 def test_nmf_baseline_recovers_a_tone_from_its_examples():

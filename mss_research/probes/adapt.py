@@ -10,9 +10,9 @@ one of the first 4 positive clips (the target) and 1-3 of the negative clips (at
 offsets) and lowers their -SDR; mixtures of the 5th clip, held out, choose the step kept (the
 untuned vector included). Only the vector moves (a profile can store it); the suppression vectors
 stay. Prints the paired difference, overall and per class, and the seconds adaptation costs.
-``--nmf`` also scores NMF from the clips mixed in as ``mss_cli.nmf.nmf_share`` mixes it: the
-untuned vector where the clips sound alike (``mss separate``'s default), the tuned one there too
-(``--adapt``) and the tuned one everywhere (``--adapt --nmf``), each paired against the default
+``--nmf`` also scores NMF from the clips joined as ``mss_cli.nmf.nmf_join`` joins it: with the
+untuned vector (``mss separate``'s default), the tuned one (``--adapt``) and the tuned one with
+``--nmf``'s join (``--adapt --nmf``), each paired against the network alone
 (`experiments/nmf-mix.md`, `experiments/nmf-gate.md`).
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -29,14 +30,14 @@ from mss_cli.adapt import mixtures, separated, tune_vector
 from mss_cli.conditioning import clip_likeness, unwanted_vectors
 from mss_cli.level import at_level
 from mss_cli.metrics import negative_sdr
-from mss_cli.nmf import clip_bases, nmf_share
+from mss_cli.nmf import clip_bases, nmf_join
 from mss_cli.report import Case
 from mss_cli.weights import load_model
 from mss_research.data.episodes import Episode
 from mss_research.paper_eval import (
     FEWSHOT_5_SUPPRESSED,
     INSTRUMENTS,
-    NMF_ALIKE,
+    NMF_DEFAULT,
     episodes_for,
     score,
     separate_episode,
@@ -44,8 +45,8 @@ from mss_research.paper_eval import (
 from mss_research.report import paired_note
 
 ADAPTED = FEWSHOT_5_SUPPRESSED + ", vector tuned on the clips"
-ADAPTED_ALIKE = ADAPTED + ", NMF where the clips sound alike"  # --adapt
-BOTH = ADAPTED + ", NMF mixed in"  # --adapt --nmf
+ADAPTED_DEFAULT = ADAPTED + ", NMF joined in (default)"  # --adapt
+BOTH = ADAPTED + ", NMF joined in (--nmf)"  # --adapt --nmf
 
 
 def adapted_vector(
@@ -112,14 +113,14 @@ def main(argv: list[str] | None = None) -> None:
         cases.append(score(INSTRUMENTS, index, ADAPTED, episode, adapted, floor))
         if args.nmf:
             likeness = clip_likeness(pos, neg)
-            alike = nmf_share(None, likeness)
-            bases = clip_bases(
-                model, list(episode.positives[:5]), list(episode.negatives[:5]), nmf_share(True, likeness)
+            bases = clip_bases(model, list(episode.positives[:5]), list(episode.negatives[:5]))
+            by_default, forced = (
+                replace(bases, share=s, odds=o) for s, o in (nmf_join(n, likeness) for n in (None, True))
             )
             runs = (
-                (NMF_ALIKE, cond, None if alike is None else bases),
-                (ADAPTED_ALIKE, tuned, None if alike is None else bases),
-                (BOTH, tuned, bases),
+                (NMF_DEFAULT, cond, by_default),
+                (ADAPTED_DEFAULT, tuned, by_default),
+                (BOTH, tuned, forced),
             )
             for name, vector, mixed in runs:
                 estimate = separate_episode(model, vector, episode, unwanted, bases=mixed)
@@ -133,9 +134,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(paired_note(cases, INSTRUMENTS, ADAPTED, FEWSHOT_5_SUPPRESSED))
     if args.nmf:
-        print(paired_note(cases, INSTRUMENTS, NMF_ALIKE, FEWSHOT_5_SUPPRESSED))
-        for name in (ADAPTED_ALIKE, BOTH):
-            print(paired_note(cases, INSTRUMENTS, name, NMF_ALIKE))
+        print(paired_note(cases, INSTRUMENTS, NMF_DEFAULT, FEWSHOT_5_SUPPRESSED))
+        for name in (ADAPTED_DEFAULT, BOTH):
+            print(paired_note(cases, INSTRUMENTS, name, NMF_DEFAULT))
     for cls in sorted({c.target_class for c in cases}):
         of = [c for c in cases if c.target_class == cls]
         print(f"{cls}: " + paired_note(of, INSTRUMENTS, ADAPTED, FEWSHOT_5_SUPPRESSED))
