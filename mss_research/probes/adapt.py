@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         pos = embed(model, episode.positives[:5])
         neg = embed(model, episode.negatives[:5])
-        with torch.no_grad():
-            cond = model.conditioning(pos[None], neg[None])[0]
-            unwanted = unwanted_vectors(model, pos, neg)
+        cond, unwanted = default_vectors(model, pos, neg)
         floor = bss_sdr(episode.target, episode.mixture)
         plain = separate_episode(model, cond, episode, unwanted)
         started = time.time()
@@ -150,6 +148,13 @@ def embed(model, clips: np.ndarray) -> torch.Tensor:
     with torch.no_grad():
         at = np.stack([at_level(c, model.config.clip_dbfs, model.config.sample_rate) for c in clips])
         return model.embed_windows(torch.from_numpy(at).to(model.device))
+
+
+def default_vectors(model, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The default method's conditioning vector and suppression vectors from per-clip embeddings
+    ``pos`` and ``neg`` (``embed``), as ``mss separate`` makes them from 5 clips and 5 negatives."""
+    with torch.no_grad():
+        return model.conditioning(pos[None], neg[None])[0], unwanted_vectors(model, pos, neg)
 
 
 if __name__ == "__main__":

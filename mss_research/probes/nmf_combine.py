@@ -22,10 +22,11 @@ from dataclasses import replace
 import torch
 
 import mss_cli.engine
-from mss_cli.conditioning import clip_likeness, unwanted_vectors
+from mss_cli.conditioning import clip_likeness
 from mss_cli.evaluate import bss_sdr
 from mss_cli.nmf import clip_bases
 from mss_research.paper_eval import separate_episode
+from mss_research.probes.adapt import default_vectors
 from mss_research.probes.nmf_mix import gate_rows
 
 # name: (the network's share, joined in log-odds), as ``mss_cli.nmf.ClipBases`` holds them
@@ -42,9 +43,7 @@ RULES: dict[str, tuple[float, bool]] = {
 def measures(model, episode, pos, neg, floor: float, ours, theirs, index: int) -> dict[str, float]:
     """The network's SDR improvement, each rule's, and the clips' likeness."""
     row = {"network": bss_sdr(episode.target, ours) - floor, "likeness": clip_likeness(pos, neg)}
-    with torch.no_grad():
-        cond = model.conditioning(pos[None], neg[None])[0]
-        unwanted = unwanted_vectors(model, pos, neg)
+    cond, unwanted = default_vectors(model, pos, neg)
     bases = clip_bases(model, list(episode.positives[:5]), list(episode.negatives[:5]))
     cached: list[torch.Tensor] = []
     seen: dict[str, torch.Tensor] = {}

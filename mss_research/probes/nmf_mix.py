@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from mss_cli.adapt import mixtures
-from mss_cli.conditioning import unwanted_vectors
 from mss_cli.evaluate import bss_sdr
 from mss_cli.metrics import sdr
 from mss_cli.nmf import clip_bases
@@ -41,7 +40,7 @@ from mss_research.paper_eval import (
     score,
     separate_episode,
 )
-from mss_research.probes.adapt import embed
+from mss_research.probes.adapt import default_vectors, embed
 from mss_research.report import paired_note
 
 NMF_NEG = "NMF from 5 examples and 5 negatives"
@@ -59,9 +58,7 @@ def nmf_with_negatives(model, episode: Episode) -> np.ndarray:
 
 def model_estimate(model, pos: torch.Tensor, neg: torch.Tensor, episode: Episode) -> np.ndarray:
     """The default method's estimate of ``episode``'s mixture from per-clip embeddings ``pos`` and ``neg``."""
-    with torch.no_grad():
-        cond = model.conditioning(pos[None], neg[None])[0]
-        unwanted = unwanted_vectors(model, pos, neg)
+    cond, unwanted = default_vectors(model, pos, neg)
     return separate_episode(model, cond, episode, unwanted)
 
 
